@@ -1,0 +1,40 @@
+# Shared helpers for scripts/test and scripts/demo. Sourced, not run.
+
+# Runs a command as root: directly when we are root, through sudo otherwise.
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else
+    echo "error: '$*' needs root and sudo is not available" >&2; return 1; fi
+}
+
+apt_updated=0
+apt_install() {
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "error: apt-get not found; install $* with your package manager" >&2; return 1
+  fi
+  if [ "$apt_updated" = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Makes sure a RabbitMQ broker listens on 127.0.0.1:5672 (or $AMQP_ADDR's host is left alone).
+ensure_rabbitmq() {
+  if [ -n "${AMQP_ADDR:-}" ]; then
+    echo "==> using RabbitMQ at \$AMQP_ADDR"; return 0
+  fi
+  if port_open 5672; then echo "==> RabbitMQ is listening on 127.0.0.1:5672"; return 0; fi
+  if ! command -v rabbitmq-server >/dev/null 2>&1; then
+    echo "==> installing RabbitMQ (rabbitmq-server) from the system packages"
+    apt_install rabbitmq-server
+  fi
+  echo "==> starting RabbitMQ"
+  as_root rabbitmq-server -detached >/dev/null 2>&1 || true
+  # The broker takes a few seconds to boot; wait for its port, up to two minutes.
+  for _ in $(seq 1 120); do
+    if port_open 5672; then echo "==> RabbitMQ is up"; return 0; fi
+    sleep 1
+  done
+  echo "error: RabbitMQ did not start listening on 127.0.0.1:5672 within 120 s" >&2
+  return 1
+}
