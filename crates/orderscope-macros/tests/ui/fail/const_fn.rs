@@ -1,0 +1,6 @@
+#[orderscope::red]
+const fn reserve() -> u8 {
+    1
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[orderscope::red(crate = "not a path")]
+fn reserve() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[orderscope::red(name = "a", name = "b")]
+fn reserve() {}
+
+fn main() {}

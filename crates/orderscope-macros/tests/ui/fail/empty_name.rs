@@ -1,0 +1,4 @@
+#[orderscope::red(name = "")]
+fn reserve() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[orderscope::red(name = reserve)]
+fn reserve() {}
+
+fn main() {}

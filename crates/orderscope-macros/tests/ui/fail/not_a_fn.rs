@@ -1,0 +1,4 @@
+#[orderscope::red]
+struct Reserve;
+
+fn main() {}

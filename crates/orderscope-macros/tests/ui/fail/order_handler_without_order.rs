@@ -1,0 +1,4 @@
+#[orderscope::order_handler(name = "schedule")]
+fn schedule() {}
+
+fn main() {}

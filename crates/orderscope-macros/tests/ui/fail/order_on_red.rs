@@ -1,0 +1,4 @@
+#[orderscope::red(order = id)]
+fn reserve(id: &str) {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[orderscope::red(track_concurrency = "yes")]
+fn reserve() {}
+
+fn main() {}

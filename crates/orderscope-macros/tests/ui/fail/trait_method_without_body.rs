@@ -1,0 +1,6 @@
+trait Stock {
+    #[orderscope::red]
+    fn reserve(&self) -> u8;
+}
+
+fn main() {}

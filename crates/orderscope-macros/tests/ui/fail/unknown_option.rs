@@ -1,0 +1,4 @@
+#[orderscope::red(nmae = "reserve")]
+fn reserve() {}
+
+fn main() {}
