@@ -1,0 +1,865 @@
+//! Configuration: what code set, what the environment says, and what `init` resolves from both.
+//!
+//! Precedence is the same for every setting: a value set in code (the [`TelemetryBuilder`]) beats
+//! the environment variable, and the variable beats the default. [`resolve`] is a pure function
+//! of the code settings and a map of environment variables, so the precedence is tested without
+//! touching the process environment.
+//!
+//! [`TelemetryBuilder`]: crate::TelemetryBuilder
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use orderscope_logs::LogFormat;
+
+/// The default export timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`'s spec default): 10 s.
+pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default bound on [`Telemetry::shutdown`](crate::Telemetry::shutdown) and on the flush at drop: 5 s.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default capacity of the span export queue (`OTEL_BSP_MAX_QUEUE_SIZE`'s spec default).
+pub const DEFAULT_MAX_QUEUE_SIZE: usize = 2048;
+/// The default export batch size (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`'s spec default).
+pub const DEFAULT_MAX_EXPORT_BATCH_SIZE: usize = 512;
+/// The default delay between two scheduled exports (`OTEL_BSP_SCHEDULE_DELAY`'s spec default).
+pub const DEFAULT_SCHEDULED_DELAY: Duration = Duration::from_millis(5000);
+/// The default `tracing` filter when `RUST_LOG` is not set.
+pub const DEFAULT_LOG_FILTER: &str = "info";
+
+/// The environment variables `init` reads. Anything else in the environment is ignored.
+pub const ENV_VARS: &[&str] = &[
+    "OTEL_SDK_DISABLED",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "RUST_LOG",
+    "ORDERSCOPE_LOG_FORMAT",
+];
+
+/// The environment as `init` sees it: the variables of [`ENV_VARS`] that are set and valid Unicode.
+pub(crate) fn process_env() -> BTreeMap<String, String> {
+    ENV_VARS
+        .iter()
+        .filter_map(|name| Some(((*name).to_owned(), std::env::var(name).ok()?)))
+        .collect()
+}
+
+/// The OTLP transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// OTLP over gRPC (`grpc`), usually port 4317.
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (`http/protobuf`), usually port 4318. The spec's default.
+    HttpProtobuf,
+}
+
+impl Protocol {
+    /// The name used in `OTEL_EXPORTER_OTLP_PROTOCOL`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::HttpProtobuf => "http/protobuf",
+        }
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        match value.trim() {
+            "grpc" => Some(Self::Grpc),
+            "http/protobuf" => Some(Self::HttpProtobuf),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which traces are sampled; the values of `OTEL_TRACES_SAMPLER`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Sampling {
+    /// `always_on`: every trace.
+    AlwaysOn,
+    /// `always_off`: no trace.
+    AlwaysOff,
+    /// `traceidratio`: this fraction of traces, by trace id.
+    TraceIdRatio(f64),
+    /// `parentbased_always_on`: follow the parent; sample every root. The default.
+    ParentBasedAlwaysOn,
+    /// `parentbased_always_off`: follow the parent; sample no root.
+    ParentBasedAlwaysOff,
+    /// `parentbased_traceidratio`: follow the parent; sample this fraction of roots.
+    ParentBasedTraceIdRatio(f64),
+}
+
+impl Sampling {
+    pub(crate) fn to_sampler(self) -> opentelemetry_sdk::trace::Sampler {
+        use opentelemetry_sdk::trace::Sampler;
+        match self {
+            Self::AlwaysOn => Sampler::AlwaysOn,
+            Self::AlwaysOff => Sampler::AlwaysOff,
+            Self::TraceIdRatio(ratio) => Sampler::TraceIdRatioBased(ratio),
+            Self::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+            Self::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+            Self::ParentBasedTraceIdRatio(ratio) => {
+                Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Sampling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AlwaysOn => f.write_str("always_on"),
+            Self::AlwaysOff => f.write_str("always_off"),
+            Self::TraceIdRatio(ratio) => write!(f, "traceidratio({ratio})"),
+            Self::ParentBasedAlwaysOn => f.write_str("parentbased_always_on"),
+            Self::ParentBasedAlwaysOff => f.write_str("parentbased_always_off"),
+            Self::ParentBasedTraceIdRatio(ratio) => write!(f, "parentbased_traceidratio({ratio})"),
+        }
+    }
+}
+
+/// Settings made in code through the builder. `None` means "not set in code".
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CodeSettings {
+    pub(crate) service_name: String,
+    pub(crate) resource_attributes: Vec<(String, String)>,
+    pub(crate) otlp_endpoint: Option<String>,
+    pub(crate) protocol: Option<Protocol>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) export_timeout: Option<Duration>,
+    pub(crate) sampling: Option<Sampling>,
+    pub(crate) sdk_disabled: Option<bool>,
+    pub(crate) log_format: Option<LogFormat>,
+    pub(crate) log_filter: Option<String>,
+    pub(crate) max_queue_size: Option<usize>,
+    pub(crate) max_export_batch_size: Option<usize>,
+    pub(crate) scheduled_delay: Option<Duration>,
+    pub(crate) shutdown_timeout: Option<Duration>,
+    pub(crate) custom_exporter: bool,
+}
+
+/// Where spans go.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum TraceExport {
+    /// Exported by OTLP.
+    Otlp(OtlpSettings),
+    /// Given to the exporter passed to [`TelemetryBuilder::with_span_exporter`](crate::TelemetryBuilder::with_span_exporter).
+    Custom,
+    /// Nowhere: no endpoint is configured (or `OTEL_TRACES_EXPORTER=none`). Spans still get ids, so
+    /// log lines stay correlated, but they are not exported.
+    None,
+    /// The SDK is disabled (`OTEL_SDK_DISABLED=true`): no spans are recorded at all.
+    Disabled,
+}
+
+/// How spans are exported by OTLP.
+#[derive(Clone, PartialEq)]
+pub struct OtlpSettings {
+    /// The URL spans are sent to. For `http/protobuf` this includes the signal path (`/v1/traces`).
+    pub endpoint: String,
+    /// The transport.
+    pub protocol: Protocol,
+    /// Headers sent with every export (keys lower-case). Shown masked by `Debug`.
+    pub headers: Vec<(String, String)>,
+    /// The time one export may take, retries included.
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for OtlpSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OtlpSettings")
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .field("headers", &MaskedHeaders(&self.headers))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Header names with their values masked: `authorization=***,x-tenant=***`.
+pub(crate) struct MaskedHeaders<'a>(pub(crate) &'a [(String, String)]);
+
+impl fmt::Display for MaskedHeaders<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (key, _)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{key}=***")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for MaskedHeaders<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+/// The span export queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchSettings {
+    /// Spans that may wait for export; more are dropped and counted.
+    pub max_queue_size: usize,
+    /// Spans per export.
+    pub max_export_batch_size: usize,
+    /// Delay between two scheduled exports.
+    pub scheduled_delay: Duration,
+}
+
+/// The configuration `init` resolved from code, environment and defaults.
+///
+/// Its `Debug` output masks header values.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ResolvedConfig {
+    /// `service.name`.
+    pub service_name: String,
+    /// Resource attributes other than `service.name`, sorted by key.
+    pub resource_attributes: Vec<(String, String)>,
+    /// Where spans go.
+    pub traces: TraceExport,
+    /// Which traces are sampled.
+    pub sampling: Sampling,
+    /// The span export queue.
+    pub batch: BatchSettings,
+    /// How log lines are written.
+    pub log_format: LogFormat,
+    /// The `tracing` filter directives.
+    pub log_filter: String,
+    /// The bound on [`Telemetry::shutdown`](crate::Telemetry::shutdown) and on the flush at drop.
+    pub shutdown_timeout: Duration,
+    /// Environment values that were ignored, and why. `init` logs each as a WARN line.
+    pub warnings: Vec<String>,
+}
+
+/// Resolves the configuration: code beats environment, environment beats defaults.
+///
+/// Invalid environment values never fail: they are ignored with a warning (as the OpenTelemetry
+/// specification asks). Empty values count as unset.
+pub(crate) fn resolve(code: &CodeSettings, env: &BTreeMap<String, String>) -> ResolvedConfig {
+    let mut warnings = Vec::new();
+    let var =
+        |name: &str| -> Option<&str> { env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) };
+
+    // Resource.
+    let mut resource: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(raw) = var("OTEL_RESOURCE_ATTRIBUTES") {
+        for (key, value) in parse_key_values(raw, "OTEL_RESOURCE_ATTRIBUTES", &mut warnings) {
+            resource.insert(key, value);
+        }
+    }
+    let resource_service_name = resource.remove("service.name");
+    for (key, value) in &code.resource_attributes {
+        if key == "service.name" {
+            continue;
+        }
+        resource.insert(key.clone(), value.clone());
+    }
+    let service_name = if !code.service_name.trim().is_empty() {
+        code.service_name.trim().to_owned()
+    } else if let Some(name) = var("OTEL_SERVICE_NAME") {
+        name.to_owned()
+    } else if let Some(name) = resource_service_name.filter(|n| !n.is_empty()) {
+        name
+    } else {
+        "unknown_service".to_owned()
+    };
+
+    // Sampling.
+    let sampling = match code.sampling {
+        Some(sampling) => sampling,
+        None => match var("OTEL_TRACES_SAMPLER") {
+            Some(name) => parse_sampler(name, var("OTEL_TRACES_SAMPLER_ARG"), &mut warnings),
+            None => Sampling::ParentBasedAlwaysOn,
+        },
+    };
+
+    // Queue.
+    let batch = BatchSettings {
+        max_queue_size: code.max_queue_size.unwrap_or_else(|| {
+            parse_env(
+                var("OTEL_BSP_MAX_QUEUE_SIZE"),
+                "OTEL_BSP_MAX_QUEUE_SIZE",
+                &mut warnings,
+            )
+            .filter(|&n: &usize| n > 0)
+            .unwrap_or(DEFAULT_MAX_QUEUE_SIZE)
+        }),
+        max_export_batch_size: 0,
+        scheduled_delay: code.scheduled_delay.unwrap_or_else(|| {
+            parse_env(
+                var("OTEL_BSP_SCHEDULE_DELAY"),
+                "OTEL_BSP_SCHEDULE_DELAY",
+                &mut warnings,
+            )
+            .map(Duration::from_millis)
+            .unwrap_or(DEFAULT_SCHEDULED_DELAY)
+        }),
+    };
+    let max_export_batch_size = code
+        .max_export_batch_size
+        .unwrap_or_else(|| {
+            parse_env(
+                var("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"),
+                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                &mut warnings,
+            )
+            .filter(|&n: &usize| n > 0)
+            .unwrap_or(DEFAULT_MAX_EXPORT_BATCH_SIZE)
+        })
+        .clamp(1, batch.max_queue_size.max(1));
+    let batch = BatchSettings {
+        max_export_batch_size,
+        ..batch
+    };
+
+    // Where spans go.
+    let sdk_disabled = code
+        .sdk_disabled
+        .unwrap_or_else(|| match var("OTEL_SDK_DISABLED") {
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(v) => {
+                warnings.push(format!(
+                    "OTEL_SDK_DISABLED={v:?} is neither `true` nor `false`; using `false`"
+                ));
+                false
+            }
+            None => false,
+        });
+    let traces = if sdk_disabled {
+        TraceExport::Disabled
+    } else if code.custom_exporter {
+        TraceExport::Custom
+    } else {
+        resolve_otlp(code, &var, &mut warnings)
+    };
+
+    // Logs.
+    let log_format = code
+        .log_format
+        .unwrap_or_else(|| match var("ORDERSCOPE_LOG_FORMAT") {
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                warnings.push(format!(
+                    "ORDERSCOPE_LOG_FORMAT={v:?} is neither `json` nor `pretty`; using `json`"
+                ));
+                LogFormat::Json
+            }),
+            None => LogFormat::Json,
+        });
+    let log_filter = match &code.log_filter {
+        Some(filter) => filter.clone(),
+        None => var("RUST_LOG").unwrap_or(DEFAULT_LOG_FILTER).to_owned(),
+    };
+
+    ResolvedConfig {
+        service_name,
+        resource_attributes: resource.into_iter().collect(),
+        traces,
+        sampling,
+        batch,
+        log_format,
+        log_filter,
+        shutdown_timeout: code.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+        warnings,
+    }
+}
+
+fn resolve_otlp<'e>(
+    code: &CodeSettings,
+    var: &impl Fn(&str) -> Option<&'e str>,
+    warnings: &mut Vec<String>,
+) -> TraceExport {
+    let protocol = code.protocol.unwrap_or_else(|| {
+        for name in [
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ] {
+            if let Some(value) = var(name) {
+                match Protocol::parse(value) {
+                    Some(protocol) => return protocol,
+                    None => warnings.push(format!(
+                        "{name}={value:?} is not supported (use `grpc` or `http/protobuf`); ignored"
+                    )),
+                }
+            }
+        }
+        Protocol::HttpProtobuf
+    });
+
+    // A base endpoint gets the signal path appended for HTTP; a traces endpoint is used as is.
+    let base = |endpoint: &str| match protocol {
+        Protocol::Grpc => endpoint.to_owned(),
+        Protocol::HttpProtobuf => format!("{}/v1/traces", endpoint.trim_end_matches('/')),
+    };
+    let endpoint = match code
+        .otlp_endpoint
+        .as_deref()
+        .filter(|e| !e.trim().is_empty())
+    {
+        Some(endpoint) => Some(base(endpoint.trim())),
+        None => match var("OTEL_TRACES_EXPORTER") {
+            Some(exporter) if exporter.eq_ignore_ascii_case("none") => None,
+            other => {
+                if let Some(exporter) = other.filter(|e| !e.eq_ignore_ascii_case("otlp")) {
+                    warnings.push(format!(
+                        "OTEL_TRACES_EXPORTER={exporter:?} is not supported (use `otlp` or `none`); using `otlp`"
+                    ));
+                }
+                var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                    .map(str::to_owned)
+                    .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT").map(base))
+            }
+        },
+    };
+    let Some(endpoint) = endpoint else {
+        return TraceExport::None;
+    };
+
+    // Headers: the traces variable replaces the generic one; code headers replace env headers by key.
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    let env_headers = var("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+        .map(|raw| ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", raw))
+        .or_else(|| {
+            var("OTEL_EXPORTER_OTLP_HEADERS").map(|raw| ("OTEL_EXPORTER_OTLP_HEADERS", raw))
+        });
+    if let Some((name, raw)) = env_headers {
+        for (key, value) in parse_key_values(raw, name, warnings) {
+            if http::HeaderName::from_bytes(key.as_bytes()).is_err()
+                || http::HeaderValue::from_str(&value).is_err()
+            {
+                warnings.push(format!(
+                    "{name}: header `{key}` is not a valid HTTP header; skipped"
+                ));
+                continue;
+            }
+            headers.insert(key.to_ascii_lowercase(), value);
+        }
+    }
+    for (key, value) in &code.headers {
+        headers.insert(key.to_ascii_lowercase(), value.clone());
+    }
+
+    let timeout = code.export_timeout.unwrap_or_else(|| {
+        for name in [
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        ] {
+            if let Some(ms) = parse_env::<u64>(var(name), name, warnings) {
+                return Duration::from_millis(ms);
+            }
+        }
+        DEFAULT_EXPORT_TIMEOUT
+    });
+
+    TraceExport::Otlp(OtlpSettings {
+        endpoint,
+        protocol,
+        headers: headers.into_iter().collect(),
+        timeout,
+    })
+}
+
+fn parse_env<T: std::str::FromStr>(
+    value: Option<&str>,
+    name: &str,
+    warnings: &mut Vec<String>,
+) -> Option<T> {
+    let value = value?;
+    match value.parse() {
+        Ok(parsed) => Some(parsed),
+        Err(_) => {
+            warnings.push(format!("{name}={value:?} is not a valid number; ignored"));
+            None
+        }
+    }
+}
+
+fn parse_sampler(name: &str, arg: Option<&str>, warnings: &mut Vec<String>) -> Sampling {
+    let mut ratio = || match arg.map(str::parse::<f64>) {
+        Some(Ok(r)) if (0.0..=1.0).contains(&r) => r,
+        Some(_) => {
+            warnings.push(format!(
+                "OTEL_TRACES_SAMPLER_ARG={:?} is not a ratio between 0 and 1; using 1.0",
+                arg.unwrap_or_default()
+            ));
+            1.0
+        }
+        None => 1.0,
+    };
+    match name {
+        "always_on" => Sampling::AlwaysOn,
+        "always_off" => Sampling::AlwaysOff,
+        "traceidratio" => Sampling::TraceIdRatio(ratio()),
+        "parentbased_always_on" => Sampling::ParentBasedAlwaysOn,
+        "parentbased_always_off" => Sampling::ParentBasedAlwaysOff,
+        "parentbased_traceidratio" => Sampling::ParentBasedTraceIdRatio(ratio()),
+        other => {
+            warnings.push(format!(
+                "OTEL_TRACES_SAMPLER={other:?} is not supported; using `parentbased_always_on`"
+            ));
+            Sampling::ParentBasedAlwaysOn
+        }
+    }
+}
+
+/// Parses the `key1=value1,key2=value2` lists of `OTEL_RESOURCE_ATTRIBUTES` and
+/// `OTEL_EXPORTER_OTLP_HEADERS` (values percent-decoded, W3C Baggage style). Malformed entries are
+/// skipped with a warning that names the key, never the value (it may be a secret).
+pub(crate) fn parse_key_values(
+    raw: &str,
+    name: &str,
+    warnings: &mut Vec<String>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for entry in raw.split(',') {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let Some((key, value)) = entry.split_once('=') else {
+            warnings.push(format!("{name}: an entry without `=` was skipped"));
+            continue;
+        };
+        let key = key.trim();
+        if key.is_empty() {
+            warnings.push(format!("{name}: an entry with an empty key was skipped"));
+            continue;
+        }
+        match percent_decode(value.trim()) {
+            Some(value) => out.push((key.to_owned(), value)),
+            None => warnings.push(format!(
+                "{name}: the value of `{key}` is not valid percent-encoded UTF-8; skipped"
+            )),
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    if !s.contains('%') {
+        return Some(s.to_owned());
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn code(service: &str) -> CodeSettings {
+        CodeSettings {
+            service_name: service.to_owned(),
+            ..CodeSettings::default()
+        }
+    }
+
+    fn otlp(config: &ResolvedConfig) -> &OtlpSettings {
+        match &config.traces {
+            TraceExport::Otlp(otlp) => otlp,
+            other => panic!("expected OTLP export, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_without_environment() {
+        let config = resolve(&code("mes"), &env(&[]));
+        assert_eq!(config.service_name, "mes");
+        assert_eq!(config.traces, TraceExport::None);
+        assert_eq!(config.sampling, Sampling::ParentBasedAlwaysOn);
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.log_filter, "info");
+        assert_eq!(config.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+        assert_eq!(config.batch.max_queue_size, DEFAULT_MAX_QUEUE_SIZE);
+        assert_eq!(
+            config.batch.max_export_batch_size,
+            DEFAULT_MAX_EXPORT_BATCH_SIZE
+        );
+        assert!(config.warnings.is_empty());
+    }
+
+    #[test]
+    fn service_name_code_beats_env_beats_resource_attributes() {
+        let e = env(&[
+            ("OTEL_SERVICE_NAME", "from-env"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.name=from-attrs,team=orders",
+            ),
+        ]);
+        assert_eq!(resolve(&code("mes"), &e).service_name, "mes");
+        assert_eq!(resolve(&code(""), &e).service_name, "from-env");
+        let e = env(&[("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs")]);
+        assert_eq!(resolve(&code(""), &e).service_name, "from-attrs");
+        assert_eq!(
+            resolve(&code(""), &env(&[])).service_name,
+            "unknown_service"
+        );
+    }
+
+    #[test]
+    fn resource_attributes_merge_code_over_env() {
+        let mut c = code("mes");
+        c.resource_attributes = vec![("team".into(), "fulfilment".into())];
+        let e = env(&[(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment.name=prod, team=orders,region=eu%2Dwest,broken",
+        )]);
+        let config = resolve(&c, &e);
+        assert_eq!(
+            config.resource_attributes,
+            vec![
+                ("deployment.environment.name".into(), "prod".into()),
+                ("region".into(), "eu-west".into()),
+                ("team".into(), "fulfilment".into()),
+            ]
+        );
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn endpoint_and_protocol_precedence() {
+        // Generic endpoint + default protocol: HTTP with the signal path appended.
+        let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]);
+        let config = resolve(&code("mes"), &e);
+        assert_eq!(otlp(&config).endpoint, "http://collector:4318/v1/traces");
+        assert_eq!(otlp(&config).protocol, Protocol::HttpProtobuf);
+
+        // The traces endpoint beats the generic one and is used as is.
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://traces:4318/custom",
+            ),
+        ]);
+        assert_eq!(
+            otlp(&resolve(&code("mes"), &e)).endpoint,
+            "http://traces:4318/custom"
+        );
+
+        // gRPC: no path; the traces protocol beats the generic one.
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+        ]);
+        let config = resolve(&code("mes"), &e);
+        assert_eq!(otlp(&config).protocol, Protocol::Grpc);
+        assert_eq!(otlp(&config).endpoint, "http://collector:4317");
+
+        // Code beats both.
+        let mut c = code("mes");
+        c.otlp_endpoint = Some("http://code:4318".into());
+        c.protocol = Some(Protocol::HttpProtobuf);
+        let config = resolve(&c, &e);
+        assert_eq!(otlp(&config).protocol, Protocol::HttpProtobuf);
+        assert_eq!(otlp(&config).endpoint, "http://code:4318/v1/traces");
+    }
+
+    #[test]
+    fn unsupported_protocol_falls_back_with_a_warning() {
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ]);
+        let config = resolve(&code("mes"), &e);
+        assert_eq!(otlp(&config).protocol, Protocol::HttpProtobuf);
+        assert_eq!(config.warnings.len(), 1);
+    }
+
+    #[test]
+    fn headers_traces_var_replaces_generic_and_code_wins_per_key() {
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-generic=1"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "Authorization=Bearer%20env,x-tenant=a",
+            ),
+        ]);
+        let mut c = code("mes");
+        c.headers = vec![("authorization".into(), "Bearer code".into())];
+        let config = resolve(&c, &e);
+        assert_eq!(
+            otlp(&config).headers,
+            vec![
+                ("authorization".into(), "Bearer code".into()),
+                ("x-tenant".into(), "a".into()),
+            ]
+        );
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("Bearer"), "{debug}");
+        assert!(debug.contains("authorization=***"), "{debug}");
+    }
+
+    #[test]
+    fn timeout_precedence() {
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "3000"),
+        ]);
+        assert_eq!(
+            otlp(&resolve(&code("mes"), &e)).timeout,
+            Duration::from_secs(3)
+        );
+        let mut e2 = e.clone();
+        e2.insert("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT".into(), "1500".into());
+        assert_eq!(
+            otlp(&resolve(&code("mes"), &e2)).timeout,
+            Duration::from_millis(1500)
+        );
+        let mut c = code("mes");
+        c.export_timeout = Some(Duration::from_millis(250));
+        assert_eq!(otlp(&resolve(&c, &e2)).timeout, Duration::from_millis(250));
+        let mut bad = e.clone();
+        bad.insert("OTEL_EXPORTER_OTLP_TIMEOUT".into(), "soon".into());
+        let config = resolve(&code("mes"), &bad);
+        assert_eq!(otlp(&config).timeout, DEFAULT_EXPORT_TIMEOUT);
+        assert_eq!(config.warnings.len(), 1);
+    }
+
+    #[test]
+    fn sampler_precedence_and_parsing() {
+        let e = env(&[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+        ]);
+        assert_eq!(
+            resolve(&code("mes"), &e).sampling,
+            Sampling::ParentBasedTraceIdRatio(0.25)
+        );
+        let mut c = code("mes");
+        c.sampling = Some(Sampling::AlwaysOff);
+        assert_eq!(resolve(&c, &e).sampling, Sampling::AlwaysOff);
+
+        let e = env(&[
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "2"),
+        ]);
+        let config = resolve(&code("mes"), &e);
+        assert_eq!(config.sampling, Sampling::TraceIdRatio(1.0));
+        assert_eq!(config.warnings.len(), 1);
+
+        let e = env(&[("OTEL_TRACES_SAMPLER", "xray")]);
+        assert_eq!(
+            resolve(&code("mes"), &e).sampling,
+            Sampling::ParentBasedAlwaysOn
+        );
+    }
+
+    #[test]
+    fn sdk_disabled_and_exporter_none() {
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_SDK_DISABLED", "TRUE"),
+        ]);
+        assert_eq!(resolve(&code("mes"), &e).traces, TraceExport::Disabled);
+        let mut c = code("mes");
+        c.sdk_disabled = Some(false);
+        assert!(matches!(resolve(&c, &e).traces, TraceExport::Otlp(_)));
+
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+        ]);
+        assert_eq!(resolve(&code("mes"), &e).traces, TraceExport::None);
+        // A code endpoint beats OTEL_TRACES_EXPORTER=none.
+        let mut c = code("mes");
+        c.otlp_endpoint = Some("http://code:4317".into());
+        assert!(matches!(resolve(&c, &e).traces, TraceExport::Otlp(_)));
+    }
+
+    #[test]
+    fn log_settings_precedence() {
+        let e = env(&[
+            ("ORDERSCOPE_LOG_FORMAT", "pretty"),
+            ("RUST_LOG", "debug,hyper=warn"),
+        ]);
+        let config = resolve(&code("mes"), &e);
+        assert_eq!(config.log_format, LogFormat::Pretty);
+        assert_eq!(config.log_filter, "debug,hyper=warn");
+        let mut c = code("mes");
+        c.log_format = Some(LogFormat::Json);
+        c.log_filter = Some("warn".into());
+        let config = resolve(&c, &e);
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.log_filter, "warn");
+        let config = resolve(&code("mes"), &env(&[("ORDERSCOPE_LOG_FORMAT", "xml")]));
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.warnings.len(), 1);
+    }
+
+    #[test]
+    fn queue_settings_precedence() {
+        let e = env(&[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "500"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "250"),
+        ]);
+        let config = resolve(&code("mes"), &e);
+        assert_eq!(config.batch.max_queue_size, 100);
+        // The batch never exceeds the queue.
+        assert_eq!(config.batch.max_export_batch_size, 100);
+        assert_eq!(config.batch.scheduled_delay, Duration::from_millis(250));
+        let mut c = code("mes");
+        c.max_queue_size = Some(10_000);
+        c.max_export_batch_size = Some(1000);
+        let config = resolve(&c, &e);
+        assert_eq!(config.batch.max_queue_size, 10_000);
+        assert_eq!(config.batch.max_export_batch_size, 1000);
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b%3Dc").as_deref(), Some("a b=c"));
+        assert_eq!(percent_decode("%E2%82%AC").as_deref(), Some("€"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%2"), None);
+        assert_eq!(percent_decode("%FF"), None);
+    }
+}

@@ -1,0 +1,269 @@
+//! [`Telemetry`]: the handle `init` returns; flushes on shutdown and on drop.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use opentelemetry_sdk::error::OTelSdkError;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+
+use crate::env::ResolvedConfig;
+use crate::error::ShutdownError;
+use crate::init::QueueState;
+
+/// How often the Prometheus recorder's upkeep runs (histogram bucket maintenance).
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// How long the private OTLP gRPC runtime gets to stop its connection tasks at shutdown.
+const RUNTIME_STOP_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// The installed telemetry pipeline, returned by [`init`](crate::init) and
+/// [`TelemetryBuilder::build`](crate::TelemetryBuilder::build).
+///
+/// Keep it alive for the life of the service. [`shutdown`](Self::shutdown) flushes pending spans
+/// and stops the background threads; dropping it does the same, ignoring errors. Both are
+/// bounded: they return after at most the shutdown timeout (5 s unless set with
+/// [`TelemetryBuilder::with_shutdown_timeout`](crate::TelemetryBuilder::with_shutdown_timeout))
+/// plus about 100 ms, even when the collector does not answer. Spans still queued then are lost.
+///
+/// The globals it installed (subscriber, tracer provider, propagators, metrics recorder) stay
+/// installed after shutdown; spans ended afterwards are dropped and counted.
+///
+/// # Example
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let telemetry = orderscope::init("mes")?;
+/// let app: axum::Router = axum::Router::new().merge(telemetry.metrics_router());
+/// // ... serve `app` ...
+/// telemetry.shutdown()?;
+/// # Ok(()) }
+/// ```
+pub struct Telemetry {
+    inner: Option<TelemetryInner>,
+    prometheus: PrometheusHandle,
+    config: ResolvedConfig,
+}
+
+pub(crate) struct TelemetryInner {
+    pub(crate) provider: Option<SdkTracerProvider>,
+    pub(crate) queue: Arc<QueueState>,
+    pub(crate) otlp_runtime: Option<OtlpRuntime>,
+    pub(crate) upkeep: Option<Upkeep>,
+}
+
+impl fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("config", &self.config)
+            .field("shut_down", &self.inner.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Telemetry {
+    pub(crate) fn new(
+        inner: TelemetryInner,
+        prometheus: PrometheusHandle,
+        config: ResolvedConfig,
+    ) -> Self {
+        Self {
+            inner: Some(inner),
+            prometheus,
+            config,
+        }
+    }
+
+    /// An axum router serving `GET /metrics` in the Prometheus text format. Merge it into the
+    /// service's router, or serve it on a separate port.
+    pub fn metrics_router<S>(&self) -> axum::Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let handle = self.prometheus.clone();
+        axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let body = handle.render();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        body,
+                    )
+                }
+            }),
+        )
+    }
+
+    /// The current metrics in the Prometheus text format (what `GET /metrics` returns).
+    pub fn render(&self) -> String {
+        self.prometheus.render()
+    }
+
+    /// The handle of the installed Prometheus recorder. Clone it to render metrics elsewhere.
+    pub fn prometheus_handle(&self) -> &PrometheusHandle {
+        &self.prometheus
+    }
+
+    /// The configuration that was resolved and installed.
+    pub fn config(&self) -> &ResolvedConfig {
+        &self.config
+    }
+
+    /// Exports the spans queued so far and waits for the export (at most 5 s, the SDK's bound).
+    ///
+    /// # Errors
+    ///
+    /// [`ShutdownError::Timeout`] when the export did not finish in time,
+    /// [`ShutdownError::Export`] when it failed.
+    pub fn force_flush(&self) -> Result<(), ShutdownError> {
+        match self
+            .inner
+            .as_ref()
+            .and_then(|inner| inner.provider.as_ref())
+        {
+            Some(provider) => provider
+                .force_flush()
+                .map_err(|e| sdk_error(e, Duration::from_secs(5))),
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes pending spans and stops the background threads, within the shutdown timeout
+    /// (plus about 100 ms).
+    ///
+    /// # Errors
+    ///
+    /// [`ShutdownError::Timeout`] when the pending spans were not exported in time,
+    /// [`ShutdownError::Export`] when the final export failed. Either way everything is
+    /// stopped when this returns.
+    pub fn shutdown(mut self) -> Result<(), ShutdownError> {
+        self.shutdown_inner()
+    }
+
+    fn shutdown_inner(&mut self) -> Result<(), ShutdownError> {
+        let Some(mut inner) = self.inner.take() else {
+            return Ok(());
+        };
+        let timeout = self.config.shutdown_timeout;
+        let result = match &inner.provider {
+            Some(provider) => provider
+                .shutdown_with_timeout(timeout)
+                .map_err(|e| sdk_error(e, timeout)),
+            None => Ok(()),
+        };
+        inner.queue.mark_shut_down();
+        if let Some(upkeep) = inner.upkeep.take() {
+            upkeep.stop();
+        }
+        if let Some(runtime) = inner.otlp_runtime.take() {
+            runtime.stop();
+        }
+        result
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        let _ = self.shutdown_inner();
+    }
+}
+
+fn sdk_error(error: OTelSdkError, timeout: Duration) -> ShutdownError {
+    match error {
+        OTelSdkError::Timeout(d) => ShutdownError::Timeout(d),
+        other => {
+            let message = other.to_string();
+            // The provider aggregates processor errors into one message.
+            if message.contains("Timeout") {
+                ShutdownError::Timeout(timeout)
+            } else {
+                ShutdownError::Export(message)
+            }
+        }
+    }
+}
+
+/// A private single-threaded tokio runtime on its own thread, for the OTLP gRPC channel.
+pub(crate) struct OtlpRuntime {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl OtlpRuntime {
+    pub(crate) fn start() -> io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("orderscope-otlp".to_owned())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+                runtime.shutdown_timeout(RUNTIME_STOP_TIMEOUT);
+            })?;
+        Ok(Self {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+
+    pub(crate) fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for OtlpRuntime {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The thread that runs the Prometheus recorder's upkeep every [`UPKEEP_INTERVAL`].
+pub(crate) struct Upkeep {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Upkeep {
+    pub(crate) fn start(handle: PrometheusHandle) -> io::Result<Self> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("orderscope-metrics-upkeep".to_owned())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(UPKEEP_INTERVAL)
+                {
+                    handle.run_upkeep();
+                }
+            })?;
+        Ok(Self { stop, thread })
+    }
+
+    pub(crate) fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
+    }
+}

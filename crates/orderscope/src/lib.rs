@@ -1,0 +1,101 @@
+//! See every customer order end to end: traces, RED metrics and logs across HTTP and RabbitMQ.
+//!
+//! # Overview
+//!
+//! orderscope makes one customer order visible from the web shop or B2B API, through the CRM,
+//! across RabbitMQ and into the MES, in telemetry any OpenTelemetry / Prometheus / Loki back end
+//! understands. This crate is the facade: one call installs the whole pipeline, and it
+//! re-exports the pinned versions of the OpenTelemetry, `tracing-opentelemetry` and `metrics`
+//! crates so a service depends on one coherent set.
+//!
+//! [`init`] (or [`builder`]`(..).with_*().build()`) installs:
+//!
+//! - a `tracing` subscriber: `EnvFilter` from `RUST_LOG` (default `info`), log lines as one JSON
+//!   object per line carrying `trace_id`, `span_id` and the order fields ([`logs::JsonLayer`]),
+//!   or human-readable with `ORDERSCOPE_LOG_FORMAT=pretty`;
+//! - the OpenTelemetry tracer provider behind `tracing-opentelemetry`, exporting by OTLP (gRPC
+//!   or HTTP/protobuf) when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, through a bounded queue whose
+//!   drops are counted;
+//! - the W3C Trace Context and Baggage propagators;
+//! - the Prometheus recorder, served by [`Telemetry::metrics_router`] (`GET /metrics`);
+//! - a panic hook that logs panics with their trace ids.
+//!
+//! Settings made in code beat `OTEL_*` variables, which beat the defaults; see
+//! [`TelemetryBuilder`] and [`ResolvedConfig`]. The returned [`Telemetry`] flushes on
+//! [`shutdown`](Telemetry::shutdown) and on drop, within a bound (5 s by default).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let telemetry = orderscope::init("mes")?;
+//!     let app = Router::new()
+//!         .route("/orders/{id}", get(|| async { "ok" }))
+//!         .merge(telemetry.metrics_router());
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//!     axum::serve(listener, app).await?;
+//!     telemetry.shutdown()?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Feature flags
+//!
+//! - `tower` (default): the HTTP server and client layers, as `orderscope::tower`.
+//! - `macros` (default): the `#[red]` and `#[order_handler]` attributes.
+//! - `amqp`: RabbitMQ instrumentation over lapin, as `orderscope::amqp`.
+//! - `full`: all of the above.
+//!
+//! # Supported Rust versions
+//!
+//! The minimum supported Rust version is the workspace's `rust-version` (1.88). Raising it is not
+//! a breaking change, and is noted in the changelog.
+
+#![deny(missing_docs)]
+
+mod env;
+mod error;
+mod guard;
+mod init;
+pub mod prelude;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use self::env::{
+    BatchSettings, DEFAULT_EXPORT_TIMEOUT, DEFAULT_LOG_FILTER, DEFAULT_MAX_EXPORT_BATCH_SIZE,
+    DEFAULT_MAX_QUEUE_SIZE, DEFAULT_SCHEDULED_DELAY, DEFAULT_SHUTDOWN_TIMEOUT, ENV_VARS,
+    OtlpSettings, Protocol, ResolvedConfig, Sampling, TraceExport,
+};
+pub use self::error::{InitError, ShutdownError};
+pub use self::guard::Telemetry;
+pub use self::init::{
+    EXPORT_FAILURES_METRIC, SPANS_DROPPED_METRIC, TelemetryBuilder, builder, init,
+};
+
+pub use orderscope_context as context;
+pub use orderscope_context::{Channel, OrderContext, Priority, WithOrder};
+pub use orderscope_logs as logs;
+pub use orderscope_logs::{LogFormat, order_event, stage};
+pub use orderscope_metrics as metrics_catalogue;
+
+#[cfg(feature = "amqp")]
+pub use orderscope_amqp as amqp;
+#[cfg(feature = "tower")]
+pub use orderscope_tower as tower;
+
+pub use self::__private::ErrorType;
+#[cfg(feature = "macros")]
+pub use orderscope_macros::{ErrorType, order_handler, red};
+
+pub use metrics;
+pub use metrics_exporter_prometheus;
+pub use opentelemetry;
+pub use opentelemetry_otlp;
+pub use opentelemetry_sdk;
+pub use tracing;
+pub use tracing_opentelemetry;

@@ -1,0 +1,52 @@
+//! Spans made with `tracing` reach an OTLP collector over HTTP/protobuf, with the resource from the
+//! environment and parent/child intact
+//! (HTTP/protobuf is the default protocol: no `OTEL_EXPORTER_OTLP_PROTOCOL` here); the log line in the child carries the same ids.
+
+mod common;
+
+use std::time::Duration;
+
+use orderscope_testing::OtlpReceiver;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_and_log_ids_reach_the_collector_over_http() {
+    let receiver = OtlpReceiver::start().await.expect("receiver");
+    let logs = common::Capture::default();
+    let telemetry = orderscope::builder("mes")
+        .with_env([
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.http_endpoint()),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment.name=test,team=orders".to_owned(),
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "authorization=Bearer%20s3cr3t".to_owned(),
+            ),
+        ])
+        .with_log_writer(logs.clone())
+        .build()
+        .expect("init");
+
+    common::emit_parent_child();
+    tokio::task::block_in_place(|| telemetry.force_flush()).expect("flush");
+
+    let spans = receiver
+        .wait_for_spans(2, Duration::from_secs(10))
+        .await
+        .expect("two spans");
+    assert!(receiver.http_requests() >= 1);
+    common::check_parent_child(&spans, &logs);
+
+    // The start-up line shows the configuration with the header value masked.
+    let startup = logs.find("orderscope initialised").expect("start-up line");
+    assert_eq!(startup["protocol"], "http/protobuf");
+    assert_eq!(
+        startup["endpoint"],
+        format!("{}/v1/traces", receiver.http_endpoint())
+    );
+    assert_eq!(startup["headers"], "authorization=***");
+    assert!(!logs.text().contains("s3cr3t"));
+
+    tokio::task::block_in_place(|| telemetry.shutdown()).expect("clean shutdown");
+}
