@@ -1,0 +1,306 @@
+//! Throughput against the local RabbitMQ (`AMQP_ADDR`, default `amqp://guest:guest@127.0.0.1:5672`), 1 KiB
+//! messages:
+//!
+//! - `amqp/publish_confirm_bare` vs `amqp/publish_confirm_orderscope`: 32 publishes in flight, each awaited to
+//!   its confirm;
+//! - `amqp/consume_ack_bare` vs `amqp/consume_ack_orderscope`: receive one prefetched message and ack it.
+//!
+//! The orderscope cases run with a real SDK tracer provider (order processor + batch processor with a
+//! discarding exporter) and the Prometheus recorder installed, so every span and metric is really recorded.
+
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use opentelemetry::global::BoxedTracer;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use orderscope_amqp::{TracedChannel, TracedConsumer};
+use orderscope_context::{OrderContext, OrderSpanProcessor, WithOrder};
+use tokio::runtime::Runtime;
+use tokio::sync::Mutex;
+
+const PAYLOAD: [u8; 1024] = [b'x'; 1024];
+/// Publishes in flight per iteration of the publish benches (confirms pipelined, as a busy publisher does).
+const BATCH: usize = 32;
+
+#[derive(Debug)]
+struct Discard;
+
+impl SpanExporter for Discard {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        drop(batch);
+        Ok(())
+    }
+}
+
+fn addr() -> String {
+    std::env::var("AMQP_ADDR").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672".to_owned())
+}
+
+struct Broker {
+    conn: Connection,
+    publish_queue: String,
+}
+
+async fn broker() -> Broker {
+    let addr = addr();
+    let conn = Connection::connect(&addr, ConnectionProperties::default())
+        .await
+        .unwrap_or_else(|e| {
+            panic!("the AMQP bench needs RabbitMQ at {addr} (`scripts/test` starts one): {e}")
+        });
+    let publish_queue = format!("orderscope-bench.publish.{}", std::process::id());
+    let channel = conn.create_channel().await.unwrap();
+    // Bounded, so the publish benches do not fill the broker.
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), AMQPValue::LongInt(1000));
+    args.insert("x-expires".into(), AMQPValue::LongInt(60_000));
+    channel
+        .queue_declare(
+            publish_queue.as_str().into(),
+            QueueDeclareOptions::default(),
+            args,
+        )
+        .await
+        .unwrap();
+    Broker {
+        conn,
+        publish_queue,
+    }
+}
+
+async fn confirm_channel(conn: &Connection) -> Channel {
+    let channel = conn.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    channel
+}
+
+fn tracer() -> (SdkTracerProvider, BoxedTracer) {
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(OrderSpanProcessor::new())
+        .with_batch_exporter(Discard)
+        .build();
+    let tracer = BoxedTracer::new(Box::new(provider.tracer("orderscope-amqp")));
+    (provider, tracer)
+}
+
+fn publish(c: &mut Criterion, rt: &Runtime, broker: &Broker) {
+    let mut group = c.benchmark_group("amqp");
+    let bare = rt.block_on(confirm_channel(&broker.conn));
+    let queue = broker.publish_queue.clone();
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function("publish_confirm_bare", |b| {
+        b.to_async(rt).iter(|| {
+            let bare = bare.clone();
+            let queue = queue.clone();
+            async move {
+                let publishes = (0..BATCH).map(|_| {
+                    let bare = &bare;
+                    let queue = queue.as_str();
+                    async move {
+                        let confirm = bare
+                            .basic_publish(
+                                "".into(),
+                                queue.into(),
+                                BasicPublishOptions::default(),
+                                &PAYLOAD,
+                                BasicProperties::default(),
+                            )
+                            .await
+                            .unwrap()
+                            .await
+                            .unwrap();
+                        assert!(confirm.is_ack());
+                    }
+                });
+                futures_util::future::join_all(publishes).await;
+            }
+        });
+    });
+
+    let (_provider, tracer) = tracer();
+    let traced = TracedChannel::builder(rt.block_on(confirm_channel(&broker.conn)))
+        .tracer(tracer)
+        .build();
+    let order = OrderContext::new("ORD-2026-000123").unwrap();
+    group.bench_function("publish_confirm_orderscope", |b| {
+        b.to_async(rt).iter(|| {
+            let traced = traced.clone();
+            let queue = queue.clone();
+            let order = order.clone();
+            async move {
+                let publishes = (0..BATCH).map(|_| {
+                    traced
+                        .publish(
+                            "".into(),
+                            queue.as_str().into(),
+                            BasicPublishOptions::default(),
+                            &PAYLOAD,
+                            BasicProperties::default(),
+                        )
+                        .with_order(order.clone())
+                });
+                for result in futures_util::future::join_all(publishes).await {
+                    result.unwrap();
+                }
+            }
+        });
+    });
+    group.finish();
+}
+
+/// A queue, its consumer, and a publisher to refill it (untimed) before each timed batch.
+struct ConsumeSetup<C> {
+    filler: TracedChannel,
+    queue: String,
+    consumer: Arc<Mutex<C>>,
+}
+
+async fn consume_setup(conn: &Connection, name: &str) -> (TracedChannel, String, Consumer) {
+    let queue = format!("orderscope-bench.{name}.{}", std::process::id());
+    let channel = conn.create_channel().await.unwrap();
+    let mut args = FieldTable::default();
+    args.insert("x-expires".into(), AMQPValue::LongInt(60_000));
+    channel
+        .queue_declare(queue.as_str().into(), QueueDeclareOptions::default(), args)
+        .await
+        .unwrap();
+    channel
+        .basic_qos(200, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            name.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    // The filler publishes traced messages for both cases, so both consume identical messages.
+    let filler = TracedChannel::new(confirm_channel(conn).await);
+    (filler, queue, consumer)
+}
+
+async fn fill(filler: &TracedChannel, queue: &str, n: u64) {
+    let order = OrderContext::new("ORD-2026-000123").unwrap();
+    futures_util::stream::iter(0..n)
+        .map(|_| {
+            filler
+                .publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions::default(),
+                    &PAYLOAD,
+                    BasicProperties::default(),
+                )
+                .with_order(order.clone())
+        })
+        .buffer_unordered(128)
+        .for_each(|r| {
+            r.unwrap();
+            async {}
+        })
+        .await;
+}
+
+fn consume(c: &mut Criterion, rt: &Runtime, broker: &Broker) {
+    let mut group = c.benchmark_group("amqp");
+    group.throughput(Throughput::Elements(1));
+
+    let (filler, queue, consumer) = rt.block_on(consume_setup(&broker.conn, "consume-bare"));
+    let bare = ConsumeSetup {
+        filler,
+        queue,
+        consumer: Arc::new(Mutex::new(consumer)),
+    };
+    group.bench_function("consume_ack_bare", |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            let filler = bare.filler.clone();
+            let queue = bare.queue.clone();
+            let consumer = Arc::clone(&bare.consumer);
+            async move {
+                fill(&filler, &queue, iters).await;
+                let mut consumer = consumer.lock().await;
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let delivery = consumer.next().await.unwrap().unwrap();
+                    assert!(delivery.ack(BasicAckOptions::default()).await.unwrap());
+                }
+                start.elapsed()
+            }
+        });
+    });
+    let (_provider, tracer) = tracer();
+    let (filler, queue, consumer) = rt.block_on(consume_setup(&broker.conn, "consume-traced"));
+    let traced = ConsumeSetup {
+        filler,
+        queue,
+        consumer: Arc::new(Mutex::new(
+            TracedConsumer::builder(consumer).tracer(tracer).build(),
+        )),
+    };
+    group.bench_function("consume_ack_orderscope", |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            let filler = traced.filler.clone();
+            let queue = traced.queue.clone();
+            let consumer = Arc::clone(&traced.consumer);
+            async move {
+                fill(&filler, &queue, iters).await;
+                let mut consumer = consumer.lock().await;
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let delivery = consumer.next().await.unwrap().unwrap();
+                    delivery.ack().await.unwrap();
+                }
+                start.elapsed()
+            }
+        });
+    });
+    group.finish();
+    rt.block_on(async {
+        let channel = broker.conn.create_channel().await.unwrap();
+        for q in [&bare.queue, &traced.queue, &broker.publish_queue] {
+            let _ = channel
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+    });
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    metrics::set_global_recorder(recorder).unwrap();
+    let broker = rt.block_on(broker());
+    publish(c, &rt, &broker);
+    consume(c, &rt, &broker);
+}
+
+criterion_group! {
+    name = amqp;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(6));
+    targets = benches
+}
+criterion_main!(amqp);

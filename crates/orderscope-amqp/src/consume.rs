@@ -1,0 +1,626 @@
+//! Traced consuming: [`TracedConsumer`] yields [`TracedDelivery`]s.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::Stream;
+use lapin::message::Delivery;
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Consumer};
+use opentelemetry::baggage::{Baggage, BaggageExt};
+use opentelemetry::context::{FutureExt as _, WithContext};
+use opentelemetry::global::BoxedTracer;
+use opentelemetry::trace::{Link, SpanBuilder, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::{Context, KeyValue, StringValue};
+use orderscope_context::{OrderContext, Propagation};
+
+use crate::instruments::ConsumeHandles;
+use crate::publish::PUBLISHED_AT_MS_HEADER;
+use crate::settle::Pending;
+
+/// Configuration shared by a consumer and all its deliveries.
+pub(crate) struct ConsumerConfig {
+    pub(crate) tracer: Arc<BoxedTracer>,
+    pub(crate) propagation: Propagation,
+    pub(crate) server: Option<(Cow<'static, str>, u16)>,
+}
+
+impl ConsumerConfig {
+    pub(crate) fn new(tracer: Arc<BoxedTracer>) -> Self {
+        Self {
+            tracer,
+            propagation: Propagation::trusted(),
+            server: None,
+        }
+    }
+}
+
+/// State shared by a consumer and its deliveries.
+pub(crate) struct ConsumerShared {
+    pub(crate) queue: ShortString,
+    pub(crate) span_name: String,
+    /// The queue name as a shared attribute value (cloning it is a reference count bump).
+    pub(crate) queue_value: StringValue,
+    pub(crate) config: ConsumerConfig,
+    pub(crate) handles: ConsumeHandles,
+}
+
+impl fmt::Debug for ConsumerShared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsumerShared")
+            .field("queue", &self.queue)
+            .field("propagation", &self.config.propagation)
+            .field("server", &self.config.server)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A `lapin::Consumer` yielding traced deliveries: a `Stream` of `Result<TracedDelivery, lapin::Error>`.
+///
+/// Each delivery opens the CONSUMER span `process {queue}`:
+///
+/// - a first delivery carrying trace headers: child of the producer's span, and linked to it;
+/// - a redelivered message (the `redelivered` flag, or an `x-death` / `x-delivery-count` header): a new root
+///   span linked to the producer's span, so retry loops never grow one endless trace;
+/// - a message without (valid) trace headers: a new root span, counted in `messaging_untraced_messages_total`.
+///
+/// The span ends when the delivery is settled (see [`TracedDelivery`]). The order read from the message's
+/// baggage is in the delivery's [`context`](Message::context); attach it while handling the message with
+/// [`Message::scope`] (the [`run`](crate::run) runner does this for you).
+///
+/// # Example
+///
+/// ```no_run
+/// use futures_util::StreamExt;
+/// use lapin::{options::BasicConsumeOptions, types::FieldTable, Connection, ConnectionProperties};
+/// use orderscope_amqp::TracedChannel;
+/// use orderscope_context::OrderContext;
+///
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let conn = Connection::connect("amqp://127.0.0.1:5672", ConnectionProperties::default()).await?;
+/// let channel = TracedChannel::new(conn.create_channel().await?);
+/// let mut consumer = channel
+///     .consume("orders".into(), "billing".into(), BasicConsumeOptions::default(), FieldTable::default())
+///     .await?;
+/// while let Some(delivery) = consumer.next().await {
+///     let delivery = delivery?;
+///     let order_id = delivery
+///         .scope(async { OrderContext::current().map(|o| o.id().to_owned()) })
+///         .await;
+///     println!("order {order_id:?}: {} bytes", delivery.data().len());
+///     delivery.ack().await?;
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[pin_project::pin_project]
+#[derive(Debug)]
+pub struct TracedConsumer {
+    #[pin]
+    inner: Consumer,
+    shared: Arc<ConsumerShared>,
+}
+
+/// Configures a [`TracedConsumer`]; from [`TracedConsumer::builder`].
+#[derive(Debug)]
+pub struct TracedConsumerBuilder {
+    consumer: Consumer,
+    tracer: Option<BoxedTracer>,
+    propagation: Propagation,
+    server: Option<(Cow<'static, str>, u16)>,
+}
+
+impl TracedConsumerBuilder {
+    /// The tracer spans are created with. Defaults to `opentelemetry::global::tracer("orderscope-amqp")`,
+    /// resolved when [`build`](Self::build) runs.
+    #[must_use]
+    pub fn tracer(mut self, tracer: BoxedTracer) -> Self {
+        self.tracer = Some(tracer);
+        self
+    }
+
+    /// How incoming trace headers and baggage are trusted. Defaults to [`Propagation::trusted`]: a queue is
+    /// internal. With [`Propagation::untrusted`] the process span is always a new root, linked to the
+    /// producer's span.
+    #[must_use]
+    pub fn propagation(mut self, propagation: Propagation) -> Self {
+        self.propagation = propagation;
+        self
+    }
+
+    /// The broker's host and port, recorded as `server.address` and `server.port`. Defaults to not recorded.
+    #[must_use]
+    pub fn server(mut self, address: impl Into<Cow<'static, str>>, port: u16) -> Self {
+        self.server = Some((address.into(), port));
+        self
+    }
+
+    /// Builds the consumer wrapper and registers its metric handles.
+    #[must_use]
+    pub fn build(self) -> TracedConsumer {
+        let config = ConsumerConfig {
+            tracer: Arc::new(self.tracer.unwrap_or_else(crate::publish::default_tracer)),
+            propagation: self.propagation,
+            server: self.server,
+        };
+        TracedConsumer::with_config(self.consumer, config)
+    }
+}
+
+impl TracedConsumer {
+    /// Wraps a consumer with the default configuration (see [`TracedConsumerBuilder`]).
+    ///
+    /// The consumer must not use `no_ack`: deliveries are settled through [`TracedDelivery`].
+    #[must_use]
+    pub fn new(consumer: Consumer) -> Self {
+        Self::builder(consumer).build()
+    }
+
+    /// Starts configuring a wrapper for `consumer`.
+    #[must_use]
+    pub fn builder(consumer: Consumer) -> TracedConsumerBuilder {
+        TracedConsumerBuilder {
+            consumer,
+            tracer: None,
+            propagation: Propagation::trusted(),
+            server: None,
+        }
+    }
+
+    pub(crate) fn with_config(consumer: Consumer, config: ConsumerConfig) -> Self {
+        let queue = consumer.queue();
+        let shared = ConsumerShared {
+            span_name: format!("process {queue}"),
+            queue_value: StringValue::from(Arc::<str>::from(queue.as_str())),
+            handles: ConsumeHandles::new(queue.as_str()),
+            queue,
+            config,
+        };
+        Self {
+            inner: consumer,
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The queue this consumer reads.
+    #[must_use]
+    pub fn queue(&self) -> &str {
+        self.shared.queue.as_str()
+    }
+
+    /// The wrapped consumer.
+    #[must_use]
+    pub fn get_ref(&self) -> &Consumer {
+        &self.inner
+    }
+}
+
+impl Stream for TracedConsumer {
+    type Item = Result<TracedDelivery, lapin::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        match this.inner.poll_next(cx) {
+            Poll::Ready(Some(Ok(delivery))) => {
+                Poll::Ready(Some(Ok(TracedDelivery::new(delivery, this.shared))))
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// A received message: payload, properties and the trace context of its `process` span.
+///
+/// [`TracedDelivery`] dereferences to it; the [`run`](crate::run) runner hands it to the handler.
+#[derive(Debug)]
+pub struct Message {
+    pub(crate) delivery_tag: u64,
+    pub(crate) exchange: ShortString,
+    pub(crate) routing_key: ShortString,
+    pub(crate) redelivered: bool,
+    pub(crate) delivery_count: Option<u32>,
+    pub(crate) properties: BasicProperties,
+    pub(crate) data: Vec<u8>,
+    pub(crate) cx: Context,
+    pub(crate) shared: Arc<ConsumerShared>,
+}
+
+impl Message {
+    /// The payload.
+    #[must_use]
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Takes the payload out, leaving it empty.
+    pub fn take_data(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.data)
+    }
+
+    /// The message properties.
+    #[must_use]
+    pub fn properties(&self) -> &BasicProperties {
+        &self.properties
+    }
+
+    /// The message headers, if any.
+    #[must_use]
+    pub fn headers(&self) -> Option<&FieldTable> {
+        self.properties.headers().as_ref()
+    }
+
+    /// The exchange the message was published to (empty for the default exchange).
+    #[must_use]
+    pub fn exchange(&self) -> &str {
+        self.exchange.as_str()
+    }
+
+    /// The routing key the message was published with.
+    #[must_use]
+    pub fn routing_key(&self) -> &str {
+        self.routing_key.as_str()
+    }
+
+    /// The queue the message was consumed from.
+    #[must_use]
+    pub fn queue(&self) -> &str {
+        self.shared.queue.as_str()
+    }
+
+    /// The delivery tag on the consuming channel.
+    #[must_use]
+    pub fn delivery_tag(&self) -> u64 {
+        self.delivery_tag
+    }
+
+    /// Whether the broker marked this delivery as redelivered.
+    #[must_use]
+    pub fn redelivered(&self) -> bool {
+        self.redelivered
+    }
+
+    /// How many times the message was delivered before, when the broker says so precisely: the
+    /// `x-delivery-count` header (quorum and stream queues), else the sum of the `count` fields of the
+    /// `x-death` header (dead-letter loops). `None` when neither header is present: classic queues only report
+    /// the boolean [`redelivered`](Self::redelivered) flag.
+    #[must_use]
+    pub fn delivery_count(&self) -> Option<u32> {
+        self.delivery_count
+    }
+
+    /// `true` if this is not the message's first delivery: the redelivered flag, or a positive
+    /// [`delivery_count`](Self::delivery_count).
+    #[must_use]
+    pub fn is_retry(&self) -> bool {
+        self.redelivered || self.delivery_count.is_some_and(|n| n > 0)
+    }
+
+    /// The context of the `process` span: the span itself, the baggage and the [`OrderContext`] of the
+    /// message. Parent further spans on it, or attach it with [`scope`](Self::scope).
+    #[must_use]
+    pub fn context(&self) -> &Context {
+        &self.cx
+    }
+
+    /// The order the message belongs to, read from its `baggage` header.
+    #[must_use]
+    pub fn order(&self) -> Option<&OrderContext> {
+        self.cx.get::<OrderContext>()
+    }
+
+    /// Runs `future` with this message's [`context`](Self::context) attached on every poll, so
+    /// `OrderContext::current()`, log lines and child spans see the order and the `process` span.
+    pub fn scope<F>(&self, future: F) -> WithContext<F> {
+        future.with_context(self.cx.clone())
+    }
+}
+
+/// A message received through a [`TracedConsumer`], to be settled exactly once with
+/// [`ack`](Self::ack), [`nack`](Self::nack) or [`reject`](Self::reject).
+///
+/// Dereferences to [`Message`]. Dropping a delivery without settling it is a bug: it is logged at error
+/// level, counted in `messaging_process_duration_seconds` with `outcome="nack_requeue"` and
+/// `error_type="dropped"`, and — inside a Tokio runtime — nacked with requeue so the broker redelivers it
+/// (otherwise the broker redelivers it when the channel closes).
+///
+/// # Settling
+///
+/// Settle with [`ack`](TracedDelivery::ack), [`nack`](TracedDelivery::nack) or
+/// [`reject`](TracedDelivery::reject) — exactly once, since each consumes the delivery.
+///
+/// The outcome is recorded on the `process {queue}` span (attribute `orderscope.outcome`; no separate
+/// `ack {queue}` CLIENT span, which would double the span volume for no extra information), which then ends,
+/// and in `messaging_process_duration_seconds` (time from receipt to settle) with `outcome` one of `ack`,
+/// `nack_requeue`, `nack_dead_letter`, `reject`, `panic` and, on failure, `error_type` one of
+/// `handler_error`, `panic`, `settle_failed`, `channel_closed`, `dropped`. The settle call itself is timed in
+/// `messaging_client_operation_duration_seconds` (`messaging_operation_name` = `ack`, `nack`, `reject`).
+///
+/// A settle that lapin answers with `Ok(false)` — the channel was closed, so the broker will redeliver the
+/// message and the work will be done twice — is returned as [`SettleError::ChannelClosed`](crate::SettleError::ChannelClosed), logged and
+/// counted with `error_type="channel_closed"`; it is never swallowed.
+///
+/// # Example
+///
+/// ```no_run
+/// use orderscope_amqp::{TracedDelivery, SettleError};
+///
+/// async fn handle(delivery: TracedDelivery) -> Result<(), SettleError> {
+///     if delivery.data().is_empty() {
+///         // Dead-letter it (or drop it, when the queue has no dead-letter exchange).
+///         return delivery.nack(false).await;
+///     }
+///     delivery.ack().await
+/// }
+/// ```
+#[derive(Debug)]
+pub struct TracedDelivery {
+    pub(crate) message: Message,
+    pub(crate) pending: Pending,
+}
+
+impl std::ops::Deref for TracedDelivery {
+    type Target = Message;
+
+    fn deref(&self) -> &Message {
+        &self.message
+    }
+}
+
+impl std::ops::DerefMut for TracedDelivery {
+    fn deref_mut(&mut self) -> &mut Message {
+        &mut self.message
+    }
+}
+
+impl TracedDelivery {
+    fn new(delivery: Delivery, shared: &Arc<ConsumerShared>) -> Self {
+        let received = Instant::now();
+        let handles = &shared.handles;
+        handles.consumed.increment(1);
+        handles.unsettled.increment(1.0);
+
+        let Delivery {
+            delivery_tag,
+            exchange,
+            routing_key,
+            redelivered,
+            properties,
+            data,
+            acker,
+        } = delivery;
+        let headers = properties.headers().as_ref();
+
+        let extracted = headers.map(|h| shared.config.propagation.extract_amqp(h));
+        let remote = extracted.as_ref().and_then(|e| e.remote()).cloned();
+        let delivery_count = headers.and_then(delivery_count);
+        let retry = redelivered || delivery_count.is_some_and(|n| n > 0) || has_x_death(headers);
+        if retry {
+            handles.redelivered.increment(1);
+        }
+        if remote.is_none() {
+            handles.untraced.increment(1);
+        }
+        if let Some(latency) = queue_latency(&properties) {
+            handles.latency.record(latency);
+        }
+
+        let parent = match extracted {
+            Some(extracted) if !retry => extracted.into_context(),
+            // A retry starts a new trace: keep the baggage and the order, drop the remote parent. (An invalid
+            // parent span context would not do: parent-based samplers drop the children of unsampled parents.)
+            Some(extracted) => {
+                let mut cx = Context::new();
+                let baggage = extracted.context().baggage();
+                if !baggage.is_empty() {
+                    cx = cx.with_baggage(
+                        baggage
+                            .iter()
+                            .map(|(k, (v, m))| (k.clone(), (v.clone(), m.clone())))
+                            .collect::<Baggage>(),
+                    );
+                }
+                if let Some(order) = extracted.order() {
+                    cx = cx.with_value(order.clone());
+                }
+                cx
+            }
+            None => Context::new(),
+        };
+
+        let mut attributes = Vec::with_capacity(10);
+        attributes.push(KeyValue::new("messaging.system", "rabbitmq"));
+        attributes.push(KeyValue::new("messaging.operation.name", "process"));
+        attributes.push(KeyValue::new("messaging.operation.type", "process"));
+        attributes.push(KeyValue::new(
+            "messaging.destination.name",
+            shared.queue_value.clone(),
+        ));
+        if !routing_key.as_str().is_empty() {
+            attributes.push(KeyValue::new(
+                "messaging.rabbitmq.destination.routing_key",
+                routing_key.as_str().to_owned(),
+            ));
+        }
+        if let Some(id) = properties.message_id() {
+            attributes.push(KeyValue::new(
+                "messaging.message.id",
+                id.as_str().to_owned(),
+            ));
+        }
+        attributes.push(KeyValue::new(
+            "messaging.rabbitmq.message.delivery_tag",
+            i64::try_from(delivery_tag).unwrap_or(i64::MAX),
+        ));
+        attributes.push(KeyValue::new(
+            "messaging.message.body.size",
+            i64::try_from(data.len()).unwrap_or(i64::MAX),
+        ));
+        if let Some((address, port)) = &shared.config.server {
+            attributes.push(KeyValue::new("server.address", address.clone()));
+            attributes.push(KeyValue::new("server.port", i64::from(*port)));
+        }
+        let mut builder = SpanBuilder::from_name(shared.span_name.clone())
+            .with_kind(SpanKind::Consumer)
+            .with_attributes(attributes);
+        if let Some(remote) = remote {
+            builder = builder.with_links(vec![Link::with_context(remote)]);
+        }
+        let span = shared.config.tracer.build_with_context(builder, &parent);
+        let cx = parent.with_span(span);
+
+        Self {
+            message: Message {
+                delivery_tag,
+                exchange,
+                routing_key,
+                redelivered,
+                delivery_count,
+                properties,
+                data,
+                cx: cx.clone(),
+                shared: Arc::clone(shared),
+            },
+            pending: Pending::new(acker, cx, received, Arc::clone(shared)),
+        }
+    }
+
+    /// Splits off the settle state, for the runner.
+    pub(crate) fn into_parts(self) -> (Message, Pending) {
+        (self.message, self.pending)
+    }
+}
+
+/// `x-delivery-count`, else the sum of the `x-death` counts.
+fn delivery_count(headers: &FieldTable) -> Option<u32> {
+    let map = headers.inner();
+    if let Some(n) = map.get("x-delivery-count").and_then(as_u64) {
+        return Some(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+    let AMQPValue::FieldArray(deaths) = map.get("x-death")? else {
+        return None;
+    };
+    let mut total: u64 = 0;
+    for death in deaths.as_slice() {
+        if let AMQPValue::FieldTable(death) = death {
+            total = total.saturating_add(death.inner().get("count").and_then(as_u64).unwrap_or(1));
+        }
+    }
+    Some(u32::try_from(total).unwrap_or(u32::MAX))
+}
+
+fn has_x_death(headers: Option<&FieldTable>) -> bool {
+    headers.is_some_and(|h| h.contains_key("x-death"))
+}
+
+/// Any integer-typed AMQP value (or a decimal long string) as `u64`; negative values are `None`.
+fn as_u64(value: &AMQPValue) -> Option<u64> {
+    match value {
+        AMQPValue::ShortShortInt(v) => u64::try_from(*v).ok(),
+        AMQPValue::ShortShortUInt(v) => Some(u64::from(*v)),
+        AMQPValue::ShortInt(v) => u64::try_from(*v).ok(),
+        AMQPValue::ShortUInt(v) => Some(u64::from(*v)),
+        AMQPValue::LongInt(v) => u64::try_from(*v).ok(),
+        AMQPValue::LongUInt(v) => Some(u64::from(*v)),
+        AMQPValue::LongLongInt(v) => u64::try_from(*v).ok(),
+        AMQPValue::Timestamp(v) => Some(*v),
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok()?.trim().parse().ok(),
+        AMQPValue::ShortString(s) => s.as_str().trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Seconds between publish (`x-published-at-ms`, else the `timestamp` property) and now; `None` when the
+/// message carries neither, or the publisher's clock is ahead.
+fn queue_latency(properties: &BasicProperties) -> Option<f64> {
+    let published_ms = properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(PUBLISHED_AT_MS_HEADER))
+        .and_then(as_u64)
+        .or_else(|| properties.timestamp().map(|s| s.saturating_mul(1000)))?;
+    let now_ms = u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .ok()?
+            .as_millis(),
+    )
+    .ok()?;
+    let ms = now_ms.checked_sub(published_ms)?;
+    #[allow(clippy::cast_precision_loss)]
+    Some(ms as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lapin::types::{FieldArray, LongString};
+
+    #[test]
+    fn delivery_count_prefers_x_delivery_count() {
+        let mut h = FieldTable::default();
+        h.insert("x-delivery-count".into(), AMQPValue::LongLongInt(4));
+        assert_eq!(delivery_count(&h), Some(4));
+    }
+
+    #[test]
+    fn delivery_count_sums_x_death() {
+        let mut d1 = FieldTable::default();
+        d1.insert("count".into(), AMQPValue::LongLongInt(2));
+        let mut d2 = FieldTable::default();
+        d2.insert("count".into(), AMQPValue::LongInt(3));
+        let mut h = FieldTable::default();
+        h.insert(
+            "x-death".into(),
+            AMQPValue::FieldArray(FieldArray::from(vec![
+                AMQPValue::FieldTable(d1),
+                AMQPValue::FieldTable(d2),
+            ])),
+        );
+        assert_eq!(delivery_count(&h), Some(5));
+    }
+
+    #[test]
+    fn wrong_typed_counts_are_ignored() {
+        let mut h = FieldTable::default();
+        h.insert("x-delivery-count".into(), AMQPValue::Boolean(true));
+        assert_eq!(delivery_count(&h), None);
+        h.insert(
+            "x-death".into(),
+            AMQPValue::LongString(LongString::from("x")),
+        );
+        assert_eq!(delivery_count(&h), None);
+    }
+
+    #[test]
+    fn latency_from_header_then_timestamp() {
+        let now_ms = u64::try_from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap();
+        let mut h = FieldTable::default();
+        h.insert(
+            PUBLISHED_AT_MS_HEADER.into(),
+            AMQPValue::LongLongInt(i64::try_from(now_ms - 1500).unwrap()),
+        );
+        let p = BasicProperties::default().with_headers(h);
+        let l = queue_latency(&p).unwrap();
+        assert!((1.4..10.0).contains(&l), "{l}");
+
+        let p = BasicProperties::default().with_timestamp(now_ms / 1000 - 2);
+        let l = queue_latency(&p).unwrap();
+        assert!((1.0..10.0).contains(&l), "{l}");
+
+        let p = BasicProperties::default().with_timestamp(now_ms / 1000 + 100);
+        assert_eq!(queue_latency(&p), None);
+        assert_eq!(queue_latency(&BasicProperties::default()), None);
+    }
+}

@@ -1,0 +1,389 @@
+//! Metric names and pre-registered metric handles.
+//!
+//! Handles are resolved once per destination (exchange or queue) and kept; the per-message cost is a handle
+//! operation, never a key lookup in the recorder. The set of destinations one publisher records is bounded:
+//! beyond [`crate::TracedChannelBuilder::max_destinations`] every further exchange shares the
+//! `messaging_destination_name="_overflow"` series.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use metrics::{Counter, Gauge, Histogram, Label};
+
+use orderscope_metrics::catalogue::labels::{
+    ERROR_TYPE, MESSAGING_DESTINATION_NAME, MESSAGING_OPERATION_NAME, MESSAGING_SYSTEM, OUTCOME,
+};
+pub(crate) use orderscope_metrics::catalogue::{
+    MESSAGING_CLIENT_CONSUMED_MESSAGES as CONSUMED_MESSAGES,
+    MESSAGING_CLIENT_OPERATION_DURATION as OPERATION_DURATION,
+    MESSAGING_CLIENT_SENT_MESSAGES as SENT_MESSAGES,
+    MESSAGING_PROCESS_DURATION as PROCESS_DURATION, MESSAGING_QUEUE_LATENCY as QUEUE_LATENCY,
+    MESSAGING_REDELIVERED_MESSAGES as REDELIVERED_MESSAGES,
+    MESSAGING_UNSETTLED_MESSAGES as UNSETTLED_MESSAGES,
+    MESSAGING_UNTRACED_MESSAGES as UNTRACED_MESSAGES,
+};
+
+pub(crate) const SYSTEM: &str = "rabbitmq";
+pub(crate) const OVERFLOW: &str = "_overflow";
+
+/// The label value used for a destination: server-named queues (`amq.gen-…`) share one series, the default
+/// exchange is `amq.default`.
+pub(crate) fn destination_label(name: &str) -> String {
+    if name.is_empty() {
+        "amq.default".to_owned()
+    } else if name.starts_with("amq.gen-") {
+        "amq.gen".to_owned()
+    } else {
+        name.to_owned()
+    }
+}
+
+fn labels(destination: &str, extra: &[(&'static str, &'static str)]) -> Vec<Label> {
+    let mut labels = Vec::with_capacity(2 + extra.len());
+    labels.push(Label::from_static_parts(MESSAGING_SYSTEM, SYSTEM));
+    labels.push(Label::new(
+        MESSAGING_DESTINATION_NAME,
+        destination.to_owned(),
+    ));
+    for (k, v) in extra {
+        labels.push(Label::from_static_parts(k, v));
+    }
+    labels
+}
+
+/// A lazily registered metric handle: the series appears on first use, not before.
+struct Lazy<T> {
+    cell: OnceLock<T>,
+}
+
+impl<T> Lazy<T> {
+    const fn new() -> Self {
+        Self {
+            cell: OnceLock::new(),
+        }
+    }
+
+    fn get(&self, init: impl FnOnce() -> T) -> &T {
+        self.cell.get_or_init(init)
+    }
+}
+
+/// The outcome of a publish, as it appears in the `outcome` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SentOutcome {
+    Ack,
+    Nack,
+    Returned(&'static str),
+    Timeout,
+    ChannelClosed,
+}
+
+impl SentOutcome {
+    pub(crate) fn outcome(self) -> &'static str {
+        match self {
+            Self::Ack => "ack",
+            Self::Nack => "nack",
+            Self::Returned(_) => "returned",
+            Self::Timeout => "timeout",
+            Self::ChannelClosed => "channel_closed",
+        }
+    }
+
+    pub(crate) fn error_type(self) -> Option<&'static str> {
+        match self {
+            Self::Ack => None,
+            Self::Nack => Some("nack"),
+            Self::Returned(reason) => Some(reason),
+            Self::Timeout => Some("timeout"),
+            Self::ChannelClosed => Some("channel_closed"),
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Self::Ack => 0,
+            Self::Nack => 1,
+            Self::Returned("no_route") => 2,
+            Self::Returned("no_consumers") => 3,
+            Self::Returned(_) => 4,
+            Self::Timeout => 5,
+            Self::ChannelClosed => 6,
+        }
+    }
+}
+
+const SENT_SLOTS: usize = 7;
+
+/// The span name and destination attribute of publishes to one exchange, built once.
+#[derive(Debug)]
+pub(crate) struct SpanNames {
+    pub(crate) span_name: String,
+    pub(crate) destination: opentelemetry::StringValue,
+}
+
+impl SpanNames {
+    pub(crate) fn new(exchange: &str) -> Self {
+        let destination = if exchange.is_empty() {
+            "amq.default"
+        } else {
+            exchange
+        };
+        Self {
+            span_name: format!("publish {destination}"),
+            destination: opentelemetry::StringValue::from(Arc::<str>::from(destination)),
+        }
+    }
+}
+
+/// Handles for one exchange.
+pub(crate) struct PublishHandles {
+    destination: String,
+    /// Span name and `messaging.destination.name` value for this exchange; `None` for the overflow entry, which
+    /// several exchanges share.
+    pub(crate) names: Option<SpanNames>,
+    sent: [Lazy<Counter>; SENT_SLOTS],
+    duration: [Lazy<Histogram>; SENT_SLOTS],
+    /// Publishes on a channel without confirms: only the duration is recorded.
+    duration_unconfirmed: Lazy<Histogram>,
+}
+
+impl std::fmt::Debug for PublishHandles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishHandles")
+            .field("destination", &self.destination)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PublishHandles {
+    fn new(destination: String, names: Option<SpanNames>) -> Self {
+        Self {
+            destination,
+            names,
+            sent: [const { Lazy::new() }; SENT_SLOTS],
+            duration: [const { Lazy::new() }; SENT_SLOTS],
+            duration_unconfirmed: Lazy::new(),
+        }
+    }
+
+    pub(crate) fn record(&self, outcome: SentOutcome, seconds: f64) {
+        let i = outcome.index();
+        let error_type = outcome.error_type();
+        self.sent[i]
+            .get(|| {
+                let mut extra = vec![(OUTCOME, outcome.outcome())];
+                if let Some(e) = error_type {
+                    extra.push((ERROR_TYPE, e));
+                }
+                metrics::counter!(SENT_MESSAGES, labels(&self.destination, &extra))
+            })
+            .increment(1);
+        self.duration[i]
+            .get(|| {
+                let mut extra = vec![(MESSAGING_OPERATION_NAME, "publish")];
+                if let Some(e) = error_type {
+                    extra.push((ERROR_TYPE, e));
+                }
+                metrics::histogram!(OPERATION_DURATION, labels(&self.destination, &extra))
+            })
+            .record(seconds);
+    }
+
+    pub(crate) fn record_unconfirmed(&self, seconds: f64) {
+        self.duration_unconfirmed
+            .get(|| {
+                metrics::histogram!(
+                    OPERATION_DURATION,
+                    labels(&self.destination, &[(MESSAGING_OPERATION_NAME, "publish")])
+                )
+            })
+            .record(seconds);
+    }
+}
+
+/// A bounded per-exchange cache of [`PublishHandles`].
+pub(crate) struct PublishCache {
+    max: usize,
+    map: Mutex<HashMap<String, Arc<PublishHandles>>>,
+    overflow: OnceLock<Arc<PublishHandles>>,
+}
+
+impl std::fmt::Debug for PublishCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishCache")
+            .field("max", &self.max)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PublishCache {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            max,
+            map: Mutex::new(HashMap::new()),
+            overflow: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn get(&self, exchange: &str) -> Arc<PublishHandles> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = map.get(exchange) {
+            return Arc::clone(h);
+        }
+        if map.len() >= self.max {
+            drop(map);
+            return Arc::clone(
+                self.overflow
+                    .get_or_init(|| Arc::new(PublishHandles::new(OVERFLOW.to_owned(), None))),
+            );
+        }
+        let handles = Arc::new(PublishHandles::new(
+            destination_label(exchange),
+            Some(SpanNames::new(exchange)),
+        ));
+        map.insert(exchange.to_owned(), Arc::clone(&handles));
+        handles
+    }
+}
+
+/// The settle outcome of a delivery, as it appears in the `outcome` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SettleOutcome {
+    /// Acknowledged.
+    Ack,
+    /// Negatively acknowledged and requeued.
+    NackRequeue,
+    /// Negatively acknowledged without requeue: dead-lettered when the queue has a DLX, dropped otherwise.
+    NackDeadLetter,
+    /// Rejected (with or without requeue).
+    Reject,
+    /// The handler panicked; the message was nacked according to the retry policy.
+    Panic,
+}
+
+impl SettleOutcome {
+    /// The label value: `ack`, `nack_requeue`, `nack_dead_letter`, `reject` or `panic`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ack => "ack",
+            Self::NackRequeue => "nack_requeue",
+            Self::NackDeadLetter => "nack_dead_letter",
+            Self::Reject => "reject",
+            Self::Panic => "panic",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Self::Ack => 0,
+            Self::NackRequeue => 1,
+            Self::NackDeadLetter => 2,
+            Self::Reject => 3,
+            Self::Panic => 4,
+        }
+    }
+}
+
+impl std::fmt::Display for SettleOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+const SETTLE_SLOTS: usize = 5;
+/// `error_type` values on the process duration, per outcome: none, or one of these.
+pub(crate) const PROCESS_ERROR_TYPES: [&str; 5] = [
+    "handler_error",
+    "panic",
+    "settle_failed",
+    "channel_closed",
+    "dropped",
+];
+
+/// Handles for one queue, resolved when the consumer is wrapped.
+pub(crate) struct ConsumeHandles {
+    destination: String,
+    pub(crate) consumed: Counter,
+    pub(crate) redelivered: Counter,
+    pub(crate) untraced: Counter,
+    pub(crate) unsettled: Gauge,
+    pub(crate) latency: Histogram,
+    /// `[outcome][0 = no error_type, 1.. = PROCESS_ERROR_TYPES]`.
+    process: [[Lazy<Histogram>; 1 + PROCESS_ERROR_TYPES.len()]; SETTLE_SLOTS],
+    settle_duration: [[Lazy<Histogram>; 2]; 3],
+}
+
+impl std::fmt::Debug for ConsumeHandles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumeHandles")
+            .field("destination", &self.destination)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConsumeHandles {
+    pub(crate) fn new(queue: &str) -> Self {
+        let destination = destination_label(queue);
+        let base = labels(&destination, &[]);
+        Self {
+            consumed: metrics::counter!(CONSUMED_MESSAGES, base.clone()),
+            redelivered: metrics::counter!(REDELIVERED_MESSAGES, base.clone()),
+            untraced: metrics::counter!(UNTRACED_MESSAGES, base.clone()),
+            unsettled: metrics::gauge!(UNSETTLED_MESSAGES, base.clone()),
+            latency: metrics::histogram!(QUEUE_LATENCY, base),
+            process: [const { [const { Lazy::new() }; 1 + PROCESS_ERROR_TYPES.len()] };
+                SETTLE_SLOTS],
+            settle_duration: [const { [const { Lazy::new() }; 2] }; 3],
+            destination,
+        }
+    }
+
+    pub(crate) fn record_process(
+        &self,
+        outcome: SettleOutcome,
+        error_type: Option<&'static str>,
+        seconds: f64,
+    ) {
+        let slot = match error_type {
+            None => 0,
+            Some(e) => PROCESS_ERROR_TYPES
+                .iter()
+                .position(|known| *known == e)
+                .map_or(0, |p| p + 1),
+        };
+        // Only the known error types have a slot; anything else is recorded without error_type.
+        let error_type = if slot == 0 {
+            None
+        } else {
+            Some(PROCESS_ERROR_TYPES[slot - 1])
+        };
+        self.process[outcome.index()][slot]
+            .get(|| {
+                let mut extra = vec![(OUTCOME, outcome.as_str())];
+                if let Some(e) = error_type {
+                    extra.push((ERROR_TYPE, e));
+                }
+                metrics::histogram!(PROCESS_DURATION, labels(&self.destination, &extra))
+            })
+            .record(seconds);
+    }
+
+    /// The settle call itself (`ack`, `nack`, `reject`) in `messaging_client_operation_duration_seconds`.
+    pub(crate) fn record_settle_call(&self, operation: &'static str, failed: bool, seconds: f64) {
+        let op = match operation {
+            "ack" => 0,
+            "nack" => 1,
+            _ => 2,
+        };
+        self.settle_duration[op][usize::from(failed)]
+            .get(|| {
+                let mut extra = vec![(MESSAGING_OPERATION_NAME, operation)];
+                if failed {
+                    extra.push((ERROR_TYPE, "settle_failed"));
+                }
+                metrics::histogram!(OPERATION_DURATION, labels(&self.destination, &extra))
+            })
+            .record(seconds);
+    }
+}

@@ -1,0 +1,104 @@
+//! RabbitMQ instrumentation over [lapin]: every message of an order visible from publish to settle.
+//!
+//! # Overview
+//!
+//! - **Publish** — [`TracedChannel::publish`] opens the PRODUCER span `publish {exchange}`, writes the trace
+//!   context, baggage and `x-order-id` as long-string headers, sets `message_id`, `timestamp` and
+//!   `x-published-at-ms`, and — on a channel in confirm mode — waits for the broker's confirm inside the span.
+//!   The outcome (`ack`, `nack`, `returned`, `timeout`, `channel_closed`) goes to the span, to
+//!   `messaging_client_sent_messages_total` and `messaging_client_operation_duration_seconds`, and anything
+//!   but `ack` to the caller as a [`PublishError`]. A mandatory message no queue takes — the silent loss —
+//!   is [`PublishError::Returned`].
+//! - **Consume** — [`TracedConsumer`] yields [`TracedDelivery`]s, each with a CONSUMER span
+//!   `process {queue}`: a child of the producer's span and linked to it, or — for a redelivered message — a new
+//!   root linked to it, so retry loops never grow one endless trace. Queue latency, redeliveries and untraced
+//!   messages are counted; [`Message::context`] carries the span and the order for the handler.
+//! - **Settle** — [`TracedDelivery::ack`], [`nack`](TracedDelivery::nack) and
+//!   [`reject`](TracedDelivery::reject) consume the delivery (exactly once), record the outcome on the span and
+//!   in `messaging_process_duration_seconds`, and surface lapin's `Ok(false)` (a closed channel: the broker
+//!   redelivers the message) as [`SettleError::ChannelClosed`]. `messaging_unsettled_messages` counts
+//!   deliveries received and not yet settled; a delivery dropped unsettled is logged, counted and requeued.
+//! - **Run** — [`run`] drives a handler over a consumer: `Ok` acks, `Err` nacks per the [`RetryPolicy`], a
+//!   panic is caught, recorded and nacked per the policy, and the runner keeps going; a shutdown signal stops it
+//!   once in-flight handlers have settled.
+//!
+//! Names follow the orderscope telemetry contract (`CONVENTIONS.md`, section "AMQP"). Spans are created
+//! directly with the OpenTelemetry tracer (by default `opentelemetry::global::tracer("orderscope-amqp")`,
+//! resolved when a wrapper is built); metrics go through the [`metrics`] facade, with handles registered once
+//! per exchange or queue, so install the tracer provider and the metrics recorder before wrapping channels and
+//! consumers. Add `orderscope_context::OrderSpanProcessor` to the tracer provider to get the order fields as
+//! span attributes.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+//! use lapin::types::FieldTable;
+//! use lapin::{BasicProperties, Connection, ConnectionProperties};
+//! use orderscope_amqp::{run, Message, RunOptions, TracedChannel};
+//! use orderscope_context::{OrderContext, WithOrder};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let conn = Connection::connect("amqp://127.0.0.1:5672", ConnectionProperties::default()).await?;
+//!
+//! // Publisher: confirm mode, so every publish learns the broker's answer.
+//! let channel = conn.create_channel().await?;
+//! channel.confirm_select(ConfirmSelectOptions::default()).await?;
+//! channel
+//!     .queue_declare("orders".into(), QueueDeclareOptions::default(), FieldTable::default())
+//!     .await?;
+//! let publisher = TracedChannel::new(channel);
+//! let order = OrderContext::new("ORD-2026-000123")?;
+//! publisher
+//!     .publish(
+//!         "".into(),
+//!         "orders".into(),
+//!         BasicPublishOptions { mandatory: true, ..Default::default() },
+//!         b"{}",
+//!         BasicProperties::default(),
+//!     )
+//!     .with_order(order) // the order in scope while publishing: it travels in the headers
+//!     .await?;
+//!
+//! // Consumer: the order is in scope while the handler runs.
+//! let consumer = TracedChannel::new(conn.create_channel().await?)
+//!     .consume("orders".into(), "billing".into(), BasicConsumeOptions::default(), FieldTable::default())
+//!     .await?;
+//! run(consumer, |message: Message| async move {
+//!     let order = OrderContext::current().expect("the publisher's order");
+//!     println!("{}: {} bytes", order.id(), message.data().len());
+//!     Ok::<(), std::io::Error>(())
+//! }, RunOptions::new())
+//! .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Feature flags
+//!
+//! This crate has no feature flags. It uses lapin without default features: enable lapin's runtime and TLS
+//! features in your own dependency on lapin (its defaults, `tokio` and `rustls`, fit most services). Confirm
+//! timeouts and the [`run`] runner need a Tokio runtime.
+//!
+//! # Supported Rust versions
+//!
+//! The minimum supported Rust version is the workspace's `rust-version` (1.88). It is raised only in a minor
+//! release, and never to a version released less than six months earlier.
+//!
+//! [lapin]: https://docs.rs/lapin
+
+#![deny(missing_docs)]
+
+mod consume;
+mod instruments;
+mod publish;
+mod runner;
+mod settle;
+
+pub use self::consume::{Message, TracedConsumer, TracedConsumerBuilder, TracedDelivery};
+pub use self::publish::{
+    OUTCOME_ATTRIBUTE, PUBLISHED_AT_MS_HEADER, PublishError, PublishOutcome, TracedChannel,
+    TracedChannelBuilder,
+};
+pub use self::runner::{RetryPolicy, RunError, RunOptions, RunReport, run};
+pub use self::settle::{SettleError, SettleOutcome};
