@@ -1,0 +1,102 @@
+//! The RabbitMQ topology of the message contract, declared the same way by everyone who needs it.
+
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions, QueuePurgeOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, ExchangeKind};
+
+use crate::model::{ORDER_CREATED, ORDER_STATUS, Topology};
+
+/// Declares (idempotently) the exchange `orders` (topic), MES's queue `mes.orders` bound with
+/// `order.created` and dead-lettering into `orders.dead-letter` → `mes.orders.dead-letter`, and CRM's
+/// queue `crm.order-status` bound with `order.status`. Nothing is bound to any other routing key.
+pub(crate) async fn declare_topology(channel: &Channel, topology: &Topology) -> lapin::Result<()> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .exchange_declare(
+            topology.exchange().into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .exchange_declare(
+            topology.dead_letter_exchange().into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+
+    let queue = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let mut mes_args = FieldTable::default();
+    mes_args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(LongString::from(topology.dead_letter_exchange().as_str())),
+    );
+    channel
+        .queue_declare(topology.mes_queue().into(), queue, mes_args)
+        .await?;
+    channel
+        .queue_declare(topology.crm_queue().into(), queue, FieldTable::default())
+        .await?;
+    channel
+        .queue_declare(
+            topology.mes_dead_letter_queue().into(),
+            queue,
+            FieldTable::default(),
+        )
+        .await?;
+
+    let bind = |q: String, x: String, key: &'static str| {
+        channel.queue_bind(
+            q.into(),
+            x.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+    };
+    bind(topology.mes_queue(), topology.exchange(), ORDER_CREATED).await?;
+    bind(topology.crm_queue(), topology.exchange(), ORDER_STATUS).await?;
+    bind(
+        topology.mes_dead_letter_queue(),
+        topology.dead_letter_exchange(),
+        "",
+    )
+    .await?;
+    Ok(())
+}
+
+/// Empties the queues (messages left over from an interrupted run).
+pub(crate) async fn purge(channel: &Channel, topology: &Topology) -> lapin::Result<()> {
+    for queue in topology.queues() {
+        channel
+            .queue_purge(queue.into(), QueuePurgeOptions::default())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Deletes the queues and exchanges (tests with their own prefix clean up after themselves).
+pub(crate) async fn delete(channel: &Channel, topology: &Topology) {
+    for queue in topology.queues() {
+        let _ = channel
+            .queue_delete(queue.into(), QueueDeleteOptions::default())
+            .await;
+    }
+    for exchange in topology.exchanges() {
+        let _ = channel
+            .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+}

@@ -1,0 +1,452 @@
+//! End to end: the order-pipeline demo's four services, as separate processes, against the local
+//! RabbitMQ (`AMQP_ADDR`, default `amqp://guest:guest@127.0.0.1:5672/%2f`; `scripts/test` starts
+//! one), exporting to an in-process OTLP receiver.
+//!
+//! The demo's code is compiled into this test from `examples/order_pipeline/`. The service
+//! processes are this test binary again, running only [`service_process`] with the role in the
+//! environment. The exchanges and queues get a prefix of their own and are deleted afterwards.
+//!
+//! Asserted:
+//! - every scripted order ends as the script says (scheduled, late, rejected, lost, dead-lettered);
+//! - every order that entered left one complete trace across the services it touched: one root
+//!   (the shop's or the API's server span), every other span's parent in the trace, the expected
+//!   span of each hop, the order's id on every span opened with the order in scope;
+//! - the unroutable status message and the panicking handler are visible in the metrics;
+//! - the MES dashboard filters (status, channel, overdue, id) and pages;
+//! - `/metrics` of each service passes `promtool check metrics` (when promtool is installed);
+//! - the JSON log lines of all services for one order share its `trace_id` and `order.id`.
+
+#![allow(dead_code, unreachable_pub)]
+
+#[path = "../examples/order_pipeline/amqp.rs"]
+mod amqp;
+#[path = "../examples/order_pipeline/crm.rs"]
+mod crm;
+#[path = "../examples/order_pipeline/front.rs"]
+mod front;
+#[path = "../examples/order_pipeline/mes.rs"]
+mod mes;
+#[path = "../examples/order_pipeline/model.rs"]
+mod model;
+#[path = "../examples/order_pipeline/orchestrator.rs"]
+mod orchestrator;
+#[path = "../examples/order_pipeline/service.rs"]
+mod service;
+#[path = "../examples/order_pipeline/summary.rs"]
+mod summary;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use orderscope_testing::{ReceivedSpan, SpanKind, Status, parse_prometheus, promtool_check};
+
+use crate::model::{ENV_ROLE, Expect, Role, SCRIPT};
+use crate::orchestrator::{Options, Outcome};
+
+/// The entry point of the service processes [`order_pipeline_end_to_end`] starts. Run as a test of
+/// its own (without the role in the environment) it does nothing.
+#[test]
+fn service_process() {
+    let Ok(name) = std::env::var(ENV_ROLE) else {
+        return;
+    };
+    let role = Role::parse(&name).unwrap_or_else(|| panic!("unknown role {name}"));
+    std::process::exit(service::child_main(role));
+}
+
+fn run_pipeline() -> Outcome {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let launch = move |_role: Role| {
+        let mut command = std::process::Command::new(&exe);
+        command.args([
+            "--exact",
+            "service_process",
+            "--nocapture",
+            "--test-threads=1",
+        ]);
+        command
+    };
+    let options = Options {
+        amqp_prefix: amqp_prefix(),
+        delete_topology: true,
+        embedded_receiver: true,
+        ..Options::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match runtime.block_on(orchestrator::run(&launch, &options)) {
+        Ok(outcome) => outcome,
+        Err(e) => panic!(
+            "the pipeline did not run: {e} (this test needs RabbitMQ; `scripts/test` starts one)"
+        ),
+    }
+}
+
+fn service(span: &ReceivedSpan) -> &str {
+    span.resource_str("service.name").unwrap_or("?")
+}
+
+fn has(spans: &[&ReceivedSpan], svc: &str, kind: SpanKind, name: &str) -> bool {
+    spans
+        .iter()
+        .any(|s| service(s) == svc && s.kind == kind && s.name == name)
+}
+
+fn sample_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    parse_prometheus(text)
+        .expect("/metrics parses")
+        .iter()
+        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(*v)))
+        .map(|s| s.value)
+        .fold(0.0, |a, b| a + b)
+}
+
+#[test]
+fn order_pipeline_end_to_end() {
+    let outcome = run_pipeline();
+    let mut problems: Vec<String> = Vec::new();
+
+    assert!(
+        outcome.settled,
+        "the pipeline did not settle:\n{}",
+        summary::render(&outcome)
+    );
+    assert!(outcome.clean_exit, "a service did not exit cleanly");
+
+    // ---- every order ends as scripted ----------------------------------------------------------
+    for order in &outcome.orders {
+        if order.observed() != Some(order.scripted.expect) {
+            problems.push(format!(
+                "{}: expected {:?}, observed {:?} (crm {:?}, mes {:?})",
+                order.scripted.id,
+                order.scripted.expect,
+                order.observed(),
+                order.crm_status,
+                order.mes
+            ));
+        }
+    }
+
+    // ---- one complete trace per order ----------------------------------------------------------
+    let mut primary_trace: BTreeMap<&str, String> = BTreeMap::new();
+    for scripted in SCRIPT {
+        let id = scripted.id;
+        let entry = scripted.via.name();
+        let entry_route = if scripted.via == Role::Api {
+            "POST /api/v1/orders"
+        } else {
+            "POST /orders"
+        };
+        let traces = summary::traces_of(&outcome.spans, id);
+        // The trace the order entered with: the one whose root is the entry service's server span.
+        let primary: Vec<_> = traces
+            .iter()
+            .filter(|(_, spans)| {
+                spans
+                    .iter()
+                    .any(|s| s.is_root() && service(s) == entry && s.kind == SpanKind::Server)
+            })
+            .collect();
+        let [(trace_id, spans)] = primary.as_slice() else {
+            problems.push(format!(
+                "{id}: expected one trace rooted at {entry}, found {}",
+                primary.len()
+            ));
+            continue;
+        };
+        primary_trace.insert(id, (*trace_id).clone());
+        let ids: BTreeSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+        let roots: Vec<_> = spans
+            .iter()
+            .filter(|s| s.parent_span_id.is_none())
+            .collect();
+        if roots.len() != 1 || roots[0].name != entry_route {
+            problems.push(format!(
+                "{id}: expected the single root {entry_route}, found {:?}",
+                roots.iter().map(|s| &s.name).collect::<Vec<_>>()
+            ));
+        }
+        for span in spans.iter() {
+            if let Some(parent) = &span.parent_span_id
+                && !ids.contains(parent.as_str())
+            {
+                problems.push(format!(
+                    "{id}: span {} of {} has its parent outside the trace",
+                    span.name,
+                    service(span)
+                ));
+            }
+            // Every span but the entry's server span (opened before the order was read from the
+            // request body) carries the order.
+            let is_entry = span.parent_span_id.is_none();
+            if !is_entry && span.attr_str("order.id") != Some(id) {
+                problems.push(format!(
+                    "{id}: span {} of {} lacks order.id",
+                    span.name,
+                    service(span)
+                ));
+            }
+        }
+        if scripted.via == Role::Api && roots.first().is_some_and(|r| r.links.is_empty()) {
+            problems.push(format!(
+                "{id}: the public API's server span does not link the partner's trace"
+            ));
+        }
+        // The exchange and queue names carry this test's prefix.
+        let topology = model::Topology::with_prefix(amqp_prefix());
+        let mut hops = vec![
+            (entry, SpanKind::Client, "POST /orders".to_owned()),
+            ("crm", SpanKind::Server, "POST /orders".to_owned()),
+            (
+                "crm",
+                SpanKind::Producer,
+                format!("publish {}", topology.exchange()),
+            ),
+            (
+                "mes",
+                SpanKind::Consumer,
+                format!("process {}", topology.mes_queue()),
+            ),
+        ];
+        if scripted.expect.confirmed_to_crm() || scripted.expect == Expect::Lost {
+            hops.push((
+                "mes",
+                SpanKind::Producer,
+                format!("publish {}", topology.exchange()),
+            ));
+        }
+        if scripted.expect.confirmed_to_crm() {
+            hops.push((
+                "crm",
+                SpanKind::Consumer,
+                format!("process {}", topology.crm_queue()),
+            ));
+        }
+        for (svc, kind, name) in &hops {
+            if !has(spans, svc, *kind, name) {
+                problems.push(format!(
+                    "{id}: no {kind:?} span {name:?} of {svc} in its trace; spans: {:?}",
+                    spans
+                        .iter()
+                        .map(|s| format!("{}:{}", service(s), s.name))
+                        .collect::<Vec<_>>()
+                ));
+            }
+        }
+        match scripted.expect {
+            Expect::Lost => {
+                let publish = spans
+                    .iter()
+                    .find(|s| service(s) == "mes" && s.kind == SpanKind::Producer);
+                if !publish.is_some_and(|s| matches!(s.status, Status::Error { .. })) {
+                    problems.push(format!(
+                        "{id}: the unroutable status publish is not marked as an error"
+                    ));
+                }
+                if spans
+                    .iter()
+                    .any(|s| service(s) == "crm" && s.kind == SpanKind::Consumer)
+                {
+                    problems.push(format!(
+                        "{id}: the CRM consumed a status that was unroutable"
+                    ));
+                }
+            }
+            Expect::DeadLettered => {
+                let process = spans
+                    .iter()
+                    .find(|s| service(s) == "mes" && s.kind == SpanKind::Consumer);
+                if !process.is_some_and(|s| matches!(s.status, Status::Error { .. })) {
+                    problems.push(format!(
+                        "{id}: the panicking delivery is not marked as an error"
+                    ));
+                }
+                // The retry and the dead letter are traces of their own, linked to the first.
+                let linked = traces
+                    .iter()
+                    .filter(|(t, _)| *t != *trace_id)
+                    .flat_map(|(_, s)| s.iter())
+                    .filter(|s| s.kind == SpanKind::Consumer && !s.links.is_empty())
+                    .count();
+                if linked < 2 {
+                    problems.push(format!("{id}: expected the redelivery and the dead letter as linked traces, found {linked}"));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ---- the unroutable message and the panic in the metrics -------------------------------------
+    let mes_metrics = outcome.metrics.get(&Role::Mes).expect("mes /metrics");
+    let returned = sample_sum(
+        mes_metrics,
+        "messaging_client_sent_messages_total",
+        &[("outcome", "returned")],
+    );
+    if returned != 1.0 {
+        problems.push(format!("mes: messaging_client_sent_messages_total{{outcome=\"returned\"}} = {returned}, expected 1"));
+    }
+    let panics = sample_sum(
+        mes_metrics,
+        "messaging_process_duration_seconds_count",
+        &[("outcome", "panic")],
+    );
+    if panics < 1.0 {
+        problems.push(format!(
+            "mes: no messaging_process_duration_seconds_count{{outcome=\"panic\"}} ({panics})"
+        ));
+    }
+    let overdue = sample_sum(
+        mes_metrics,
+        "order_overdue_total",
+        &[("stage", model::stage::MES_SCHEDULED)],
+    );
+    let late = SCRIPT.iter().filter(|o| o.expect == Expect::Late).count() as f64;
+    if overdue != late {
+        problems.push(format!(
+            "mes: order_overdue_total{{stage=\"mes.scheduled\"}} = {overdue}, expected {late}"
+        ));
+    }
+    for (role, text) in &outcome.metrics {
+        let unsettled = sample_sum(text, "messaging_unsettled_messages", &[]);
+        if unsettled != 0.0 {
+            problems.push(format!(
+                "{}: {unsettled} messages left unsettled",
+                role.name()
+            ));
+        }
+    }
+
+    // ---- the MES dashboard: filters and paging ------------------------------------------------------
+    let probe = |query: &str| {
+        let what = format!("GET /dashboard/orders?{query}");
+        let probe = outcome
+            .probes
+            .iter()
+            .find(|p| p.what == what)
+            .expect("dashboard probe");
+        let body: serde_json::Value = serde_json::from_str(&probe.body).unwrap_or_default();
+        (probe.status, body)
+    };
+    let ids = |body: &serde_json::Value| -> BTreeSet<String> {
+        body["orders"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o["order_id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let (status, late) = probe("status=scheduled&overdue=true");
+    let want_late: BTreeSet<String> = SCRIPT
+        .iter()
+        .filter(|o| o.expect == Expect::Late)
+        .map(|o| o.id.to_owned())
+        .collect();
+    if status != 200 || ids(&late) != want_late || late["total"] != want_late.len() {
+        problems.push(format!(
+            "dashboard ?status=scheduled&overdue=true: {status} {late}"
+        ));
+    }
+    let (status, page) = probe("channel=api&per_page=2&page=2");
+    let api_orders = SCRIPT.iter().filter(|o| o.via == Role::Api).count();
+    if status != 200 || page["total"] != api_orders || page["page"] != 2 || ids(&page).len() != 2 {
+        problems.push(format!(
+            "dashboard ?channel=api&per_page=2&page=2: {status} {page}"
+        ));
+    }
+    let (status, rejected) = probe("q=ORD-2026-0001&status=rejected");
+    let want: BTreeSet<String> = SCRIPT
+        .iter()
+        .filter(|o| o.expect == Expect::Rejected && o.id.starts_with("ORD-2026-0001"))
+        .map(|o| o.id.to_owned())
+        .collect();
+    if status != 200 || ids(&rejected) != want {
+        problems.push(format!(
+            "dashboard ?q=ORD-2026-0001&status=rejected: {status} {rejected}"
+        ));
+    }
+    let (status, _) = probe("overdue=maybe");
+    if status != 400 {
+        problems.push(format!(
+            "dashboard ?overdue=maybe answered {status}, expected 400"
+        ));
+    }
+
+    // ---- /metrics passes promtool ------------------------------------------------------------------
+    assert_eq!(outcome.metrics.len(), 4, "/metrics of every service");
+    for (role, text) in &outcome.metrics {
+        match promtool_check(text) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => problems.push(format!("{}: promtool check metrics: {e}", role.name())),
+            None => eprintln!(
+                "promtool is not installed; /metrics of {} not checked with it",
+                role.name()
+            ),
+        }
+    }
+
+    // ---- JSON logs: one trace_id per order across services ------------------------------------------
+    let mut by_order: BTreeMap<String, Vec<(Role, serde_json::Value)>> = BTreeMap::new();
+    for (role, lines) in &outcome.logs {
+        for line in lines {
+            let value: serde_json::Value = match serde_json::from_str(line) {
+                Ok(v) => v,
+                Err(e) => {
+                    problems.push(format!(
+                        "{}: log line is not JSON ({e}): {line}",
+                        role.name()
+                    ));
+                    continue;
+                }
+            };
+            if value["service.name"] != role.name() {
+                problems.push(format!(
+                    "{}: log line with service.name {}",
+                    role.name(),
+                    value["service.name"]
+                ));
+            }
+            if let Some(id) = value["order.id"].as_str() {
+                by_order
+                    .entry(id.to_owned())
+                    .or_default()
+                    .push((*role, value));
+            }
+        }
+    }
+    for scripted in SCRIPT.iter().filter(|o| o.expect != Expect::DeadLettered) {
+        let lines = by_order
+            .get(scripted.id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let services: BTreeSet<Role> = lines.iter().map(|(r, _)| *r).collect();
+        let expected: BTreeSet<Role> = [scripted.via, Role::Crm, Role::Mes].into();
+        if !expected.is_subset(&services) {
+            problems.push(format!("{}: log lines only from {services:?}", scripted.id));
+        }
+        let trace_ids: BTreeSet<&str> = lines
+            .iter()
+            .map(|(_, v)| v["trace_id"].as_str().unwrap_or(""))
+            .collect();
+        let want = primary_trace.get(scripted.id).map(String::as_str);
+        if trace_ids.len() != 1 || trace_ids.iter().next().copied() != want {
+            problems.push(format!(
+                "{}: log lines carry trace ids {trace_ids:?}, the order's trace is {want:?}",
+                scripted.id
+            ));
+        }
+    }
+
+    assert!(
+        problems.is_empty(),
+        "{}\n\n{}",
+        problems.join("\n"),
+        summary::render(&outcome)
+    );
+}
+
+/// The exchange and queue prefix of this test process.
+fn amqp_prefix() -> String {
+    format!("orderscope-e2e-{}.", std::process::id())
+}
