@@ -1,0 +1,332 @@
+//! In-process cost of the server layer against the stacks users assemble today.
+//!
+//! Every case runs under the same process-wide set-up: a tracing subscriber with an `INFO`
+//! env filter, the tracing-opentelemetry layer and a fmt layer writing to a sink; an SDK tracer
+//! provider with an always-on sampler and one processor (the order span processor's `on_start`, then
+//! a batch processor feeding a no-op exporter; also the global provider); a Prometheus recorder with the HTTP buckets. Each
+//! request carries `traceparent` and `baggage: order.id=...`, goes through `Router::oneshot`, and
+//! its body is read to the end.
+//!
+//! Cases (`http_server/…`): `bare` (no middleware), `empty_layer` (a layer that does nothing: what
+//! axum's per-layer boxing costs), `orderscope_metrics` (RED only),
+//! `orderscope_full` (span, RED, context and order), `peer_metrics` (axum-prometheus),
+//! `peer_stack` (tower-http `TraceLayer` with INFO spans + axum-prometheus + a middleware that
+//! extracts the W3C parent into the span through tracing-opentelemetry). Compare overheads over
+//! `bare` within one run.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http_body_util::BodyExt;
+use opentelemetry::Context;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, Sampler, SdkTracerProvider, Span, SpanData, SpanExporter, SpanProcessor,
+};
+use orderscope_context::OrderSpanProcessor;
+use orderscope_context::carrier::HeaderExtractor;
+use orderscope_tower::ServerLayer;
+use tower::{ServiceBuilder, ServiceExt};
+use tower_http::trace::{DefaultMakeSpan, TraceLayer};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// An exporter that drops every batch.
+#[derive(Debug)]
+struct NoopExporter;
+
+impl SpanExporter for NoopExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        black_box(batch);
+        Ok(())
+    }
+}
+
+/// The order processor and the exporting processor as one: with two processors on a provider the
+/// SDK clones every finished span once per processor.
+#[derive(Debug)]
+struct OrderThen<P>(P);
+
+impl<P: SpanProcessor> SpanProcessor for OrderThen<P> {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        OrderSpanProcessor::new().on_start(span, cx);
+        self.0.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        self.0.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+}
+
+const BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+fn setup() -> SdkTracerProvider {
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(Sampler::AlwaysOn)
+        .with_span_processor(OrderThen(BatchSpanProcessor::builder(NoopExporter).build()))
+        .build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("info"))
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench")))
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
+        .init();
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(BUCKETS)
+        .expect("buckets")
+        .install_recorder()
+        .expect("recorder");
+    // What `PrometheusBuilder::install` does in a service: drain histograms periodically.
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            handle.run_upkeep();
+        }
+    });
+    provider
+}
+
+async fn show_order(Path(id): Path<String>) -> String {
+    id
+}
+
+fn base() -> Router {
+    Router::new().route("/orders/{id}", get(show_order))
+}
+
+/// The peer stack's context middleware: the W3C parent into the current (TraceLayer) span.
+async fn extract_parent(request: Request, next: Next) -> Response {
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
+    let _ = tracing::Span::current().set_parent(parent);
+    next.run(request).await
+}
+
+fn request() -> Request<Body> {
+    Request::get("/orders/ORD-2026-000123")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .header("baggage", "order.id=ORD-2026-000123")
+        .body(Body::empty())
+        .expect("request")
+}
+
+fn cases() -> Vec<(&'static str, Router)> {
+    vec![
+        ("bare", base()),
+        (
+            "empty_layer",
+            base().layer(tower::layer::layer_fn(|inner| inner)),
+        ),
+        (
+            "orderscope_metrics",
+            base().layer(ServerLayer::new().tracing(false)),
+        ),
+        ("orderscope_full", base().layer(ServerLayer::new())),
+        (
+            "peer_metrics",
+            base().layer(axum_prometheus::PrometheusMetricLayer::new()),
+        ),
+        (
+            "peer_stack",
+            base().layer(
+                ServiceBuilder::new()
+                    .layer(
+                        TraceLayer::new_for_http()
+                            .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO)),
+                    )
+                    .layer(axum_prometheus::PrometheusMetricLayer::new())
+                    .layer(middleware::from_fn(extract_parent)),
+            ),
+        ),
+    ]
+}
+
+/// `ORDERSCOPE_BENCH_PROFILE=case:iterations` runs one case in a loop, without criterion, for
+/// profilers (`perf record`, `valgrind --tool=callgrind`).
+fn profile(spec: &str) {
+    let (case, iterations) = spec.split_once(':').unwrap_or((spec, "100000"));
+    let iterations: u64 = iterations.parse().expect("iterations");
+    let provider = setup();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (_, app) = cases()
+        .into_iter()
+        .find(|(name, _)| *name == case)
+        .expect("known case");
+    let app = app.with_state::<()>(());
+    let start = Instant::now();
+    runtime.block_on(async {
+        for _ in 0..iterations {
+            let response = app.clone().oneshot(request()).await.expect("infallible");
+            black_box(response.into_body().collect().await.expect("body"));
+        }
+    });
+    eprintln!(
+        "{case}: {:?} per request",
+        start.elapsed() / u32::try_from(iterations).unwrap_or(u32::MAX)
+    );
+    let _ = provider.shutdown();
+}
+
+/// `ORDERSCOPE_BENCH_INTERLEAVED=rounds:batch` runs the cases round-robin, `batch` requests per case
+/// per round, and prints each case's minimum and median batch time per request and the overhead
+/// ratios. Interleaving exposes every case to the same background load; the minimum is the figure
+/// least disturbed by it.
+fn interleaved(spec: &str) {
+    let (rounds, batch) = spec.split_once(':').unwrap_or((spec, "2000"));
+    let rounds: usize = rounds.parse().expect("rounds");
+    let batch: u32 = batch.parse().expect("batch");
+    let provider = setup();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let apps: Vec<_> = cases()
+        .into_iter()
+        .map(|(name, app)| (name, app.with_state::<()>(())))
+        .collect();
+    let mut samples = vec![Vec::with_capacity(rounds); apps.len()];
+    for round in 0..=rounds {
+        for (i, (_, app)) in apps.iter().enumerate() {
+            let elapsed = runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..batch {
+                    let response = app.clone().oneshot(request()).await.expect("infallible");
+                    black_box(response.into_body().collect().await.expect("body"));
+                }
+                start.elapsed()
+            });
+            if round > 0 {
+                // Round 0 warms up.
+                samples[i].push(elapsed.as_secs_f64() * 1e9 / f64::from(batch));
+            }
+        }
+    }
+    let stats: Vec<(f64, f64)> = samples
+        .iter_mut()
+        .map(|s| {
+            s.sort_by(f64::total_cmp);
+            (s[0], s[s.len() / 2])
+        })
+        .collect();
+    let find = |name: &str| {
+        apps.iter()
+            .position(|(n, _)| *n == name)
+            .map(|i| stats[i])
+            .expect("case")
+    };
+    let bare = find("bare");
+    println!("case                 min ns/req  median ns/req  overhead(min)  overhead(median)");
+    for ((name, _), (min, median)) in apps.iter().zip(&stats) {
+        println!(
+            "{name:<20} {min:>10.0}  {median:>13.0}  {:>13.0}  {:>16.0}",
+            min - bare.0,
+            median - bare.1
+        );
+    }
+    for (ours, peer) in [
+        ("orderscope_full", "peer_stack"),
+        ("orderscope_metrics", "peer_metrics"),
+    ] {
+        let (o, p) = (find(ours), find(peer));
+        println!(
+            "{ours} / {peer} overhead: {:.2} (min), {:.2} (median)",
+            (o.0 - bare.0) / (p.0 - bare.0),
+            (o.1 - bare.1) / (p.1 - bare.1)
+        );
+    }
+    let _ = provider.shutdown();
+}
+
+/// `ORDERSCOPE_BENCH_SERVE=case:address` serves one case over TCP on a current-thread runtime, for
+/// the loopback load run (see `benches/README.md`). Runs until killed.
+fn serve(spec: &str) {
+    let (case, address) = spec.split_once(':').expect("case:address");
+    let provider = setup();
+    let (_, app) = cases()
+        .into_iter()
+        .find(|(name, _)| *name == case)
+        .expect("known case");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(address).await.expect("bind");
+        eprintln!(
+            "serving {case} on {}",
+            listener.local_addr().expect("address")
+        );
+        axum::serve(listener, app).await.expect("serve");
+    });
+    let _ = provider.shutdown();
+}
+
+fn http_server(c: &mut Criterion) {
+    if let Ok(spec) = std::env::var("ORDERSCOPE_BENCH_SERVE") {
+        serve(&spec);
+        return;
+    }
+    if let Ok(spec) = std::env::var("ORDERSCOPE_BENCH_PROFILE") {
+        profile(&spec);
+        return;
+    }
+    if let Ok(spec) = std::env::var("ORDERSCOPE_BENCH_INTERLEAVED") {
+        interleaved(&spec);
+        return;
+    }
+    let provider = setup();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("http_server");
+    for (name, app) in cases() {
+        // What `axum::serve` does once: turn handlers into routes (and apply the layers) up front,
+        // instead of per request.
+        let app = app.with_state(());
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let response = app.clone().oneshot(request()).await.expect("infallible");
+                        let body = response.into_body().collect().await.expect("body");
+                        black_box(body);
+                    }
+                    start.elapsed()
+                })
+            });
+        });
+    }
+    group.finish();
+    let _ = provider.shutdown();
+}
+
+criterion_group!(benches, http_server);
+criterion_main!(benches);

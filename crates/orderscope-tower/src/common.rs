@@ -1,0 +1,188 @@
+//! Pieces shared by the server and the client middleware.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use http::Method;
+use opentelemetry::InstrumentationScope;
+
+/// Methods known to the HTTP semantic conventions, plus `_OTHER`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum MethodKind {
+    Get,
+    Post,
+    Put,
+    Delete,
+    Patch,
+    Head,
+    Options,
+    Connect,
+    Trace,
+    Other,
+}
+
+pub(crate) const METHOD_KINDS: usize = 10;
+
+impl MethodKind {
+    #[inline]
+    pub(crate) fn of(method: &Method) -> Self {
+        // Ordered by frequency.
+        if *method == Method::GET {
+            Self::Get
+        } else if *method == Method::POST {
+            Self::Post
+        } else if *method == Method::PUT {
+            Self::Put
+        } else if *method == Method::DELETE {
+            Self::Delete
+        } else if *method == Method::PATCH {
+            Self::Patch
+        } else if *method == Method::HEAD {
+            Self::Head
+        } else if *method == Method::OPTIONS {
+            Self::Options
+        } else if *method == Method::CONNECT {
+            Self::Connect
+        } else if *method == Method::TRACE {
+            Self::Trace
+        } else {
+            Self::Other
+        }
+    }
+
+    /// The `http.request.method` value.
+    #[inline]
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Delete => "DELETE",
+            Self::Patch => "PATCH",
+            Self::Head => "HEAD",
+            Self::Options => "OPTIONS",
+            Self::Connect => "CONNECT",
+            Self::Trace => "TRACE",
+            Self::Other => "_OTHER",
+        }
+    }
+
+    /// The first word of a span name: the method, or `HTTP` for an unknown method.
+    #[inline]
+    pub(crate) const fn span_prefix(self) -> &'static str {
+        match self {
+            Self::Other => "HTTP",
+            other => other.as_str(),
+        }
+    }
+}
+
+/// A counter of the series one metric of one layer has created; past `limit`, new label sets go to the
+/// overflow series.
+#[derive(Debug)]
+pub(crate) struct SeriesGuard {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl SeriesGuard {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes one series from the budget; `false` when the budget is spent.
+    pub(crate) fn acquire(&self) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used < self.limit).then_some(used + 1)
+            })
+            .is_ok()
+    }
+}
+
+/// Most span names the process will intern; past it, spans are named by method only.
+const MAX_INTERNED: usize = 4096;
+
+/// Span names are `Cow<'static, str>`; a `String` per request would be an allocation per request.
+/// Names are built once per `(method, route)` and kept for the life of the process, bounded.
+pub(crate) fn intern_span_name(method: MethodKind, route: &str) -> &'static str {
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let name = format!("{} {route}", method.span_prefix());
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(interned) = names.get(name.as_str()) {
+        return interned;
+    }
+    if names.len() >= MAX_INTERNED {
+        return method.span_prefix();
+    }
+    let leaked: &'static str = Box::leak(name.into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
+
+/// The instrumentation scope of the spans this crate creates.
+pub(crate) fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .with_schema_url("https://opentelemetry.io/schemas/1.26.0")
+        .build()
+}
+
+/// The host part of a `Host` header value.
+pub(crate) fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        // [::1]:8080
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_map_to_semconv_values() {
+        assert_eq!(MethodKind::of(&Method::GET).as_str(), "GET");
+        assert_eq!(MethodKind::of(&Method::TRACE).as_str(), "TRACE");
+        let purge = Method::from_bytes(b"PURGE").unwrap();
+        assert_eq!(MethodKind::of(&purge), MethodKind::Other);
+        assert_eq!(MethodKind::Other.as_str(), "_OTHER");
+        assert_eq!(MethodKind::Other.span_prefix(), "HTTP");
+    }
+
+    #[test]
+    fn span_names_are_interned_once() {
+        let a = intern_span_name(MethodKind::Get, "/orders/{id}");
+        let b = intern_span_name(MethodKind::Get, "/orders/{id}");
+        assert_eq!(a, "GET /orders/{id}");
+        assert!(std::ptr::eq(a, b));
+    }
+
+    #[test]
+    fn series_guard_stops_at_limit() {
+        let guard = SeriesGuard::new(2);
+        assert!(guard.acquire());
+        assert!(guard.acquire());
+        assert!(!guard.acquire());
+    }
+
+    #[test]
+    fn host_ports_are_stripped() {
+        assert_eq!(strip_port("example.com:8080"), "example.com");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(strip_port("[::1]:8080"), "::1");
+        assert_eq!(strip_port("127.0.0.1:3000"), "127.0.0.1");
+    }
+}

@@ -1,0 +1,383 @@
+//! [`ServerLayer`]: configuration of the server middleware.
+
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
+
+use opentelemetry::global::BoxedTracer;
+use opentelemetry::trace::{Span, Tracer, TracerProvider};
+use orderscope_context::Propagation;
+use tower_layer::Layer;
+
+use super::Server;
+use super::hook::{DefaultOnRequest, DefaultOnResponse, OnRequest, OnResponse};
+use super::route::{LabelDef, LastRoute, MetricsShared, RouteTable};
+use crate::common::scope;
+
+/// Default of [`ServerLayer::series_limit`].
+pub const DEFAULT_SERIES_LIMIT: usize = orderscope_metrics::SeriesLimit::DEFAULT.get();
+
+/// Most routes one layer tracks by name; a router with more folds the rest into `unmatched`.
+const MAX_ROUTES: usize = 4_096;
+
+/// Most extra labels ([`ServerLayer::label_from`]).
+pub const MAX_EXTRA_LABELS: usize = 4;
+
+/// Most values of one extra label.
+pub const MAX_EXTRA_LABEL_VALUES: usize = 255;
+
+/// Label names the layer sets itself.
+const RESERVED_LABELS: [&str; 4] = [
+    "http_request_method",
+    "http_route",
+    "http_response_status_code",
+    "error_type",
+];
+
+/// Configuration, fixed once the layer is built.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) propagation: Propagation,
+    pub(crate) skip_paths: Vec<Cow<'static, str>>,
+    pub(crate) catch_panic: bool,
+    pub(crate) tracing: bool,
+    pub(crate) series_limit: usize,
+    pub(crate) labels: Vec<LabelDef>,
+    pub(crate) tracer: Option<Arc<BoxedTracer>>,
+}
+
+/// What every service instance built by one layer shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) untrusted: bool,
+    pub(crate) routes: RouteTable,
+    tracer: OnceLock<Arc<BoxedTracer>>,
+}
+
+impl Shared {
+    fn new(config: Config) -> Self {
+        // The clock calibrates on first use: do it now rather than in the first request.
+        let _ = quanta::Instant::now();
+        let metrics = Arc::new(MetricsShared::new(
+            config.series_limit,
+            config.labels.clone(),
+        ));
+        Self {
+            untrusted: config.propagation.policy() == orderscope_context::TrustPolicy::Untrusted,
+            routes: RouteTable::new(metrics, config.skip_paths.clone(), MAX_ROUTES),
+            tracer: OnceLock::new(),
+            config,
+        }
+    }
+
+    /// The tracer: the one set on the layer, else the global provider's as it is at the first request.
+    #[inline]
+    pub(crate) fn tracer(&self) -> &BoxedTracer {
+        self.tracer.get_or_init(|| {
+            self.config
+                .tracer
+                .clone()
+                .unwrap_or_else(|| Arc::new(opentelemetry::global::tracer_with_scope(scope())))
+        })
+    }
+}
+
+/// The per-service-instance part: the instance's route cache.
+#[derive(Debug)]
+pub(crate) struct Instance {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) last: LastRoute,
+}
+
+/// Instruments an axum router: the server span, RED metrics and the order in scope.
+///
+/// Apply it with [`Router::layer`](axum::Router::layer) (or `route_layer`): axum then wraps every
+/// route separately and the layer sees the matched route (`/orders/{id}`), which names the span and
+/// labels the metrics. Requests that matched no route (the fallback) are labelled `unmatched`, never
+/// with their raw path. Wrapping the whole router from outside (`ServiceBuilder` around the
+/// `Router`) hides the matched route: every request would be `unmatched`. With `route_layer`, only
+/// matched routes are instrumented (axum does not apply route layers to the fallback).
+///
+/// Metric handles are resolved once per route and method and registered with the `metrics`
+/// recorder that is current when that route is first requested: install the recorder (for
+/// example with `orderscope::init`) before serving.
+///
+/// Per request the layer
+/// - extracts `traceparent`, `tracestate` and `baggage` under the layer's trust policy
+///   ([`new`](Self::new): trusted, [`public`](Self::public): untrusted, new trace linked to the
+///   caller's);
+/// - opens the `SERVER` span `{method} {route}` directly with the OpenTelemetry API (the tracer
+///   provider set with [`tracer_provider`](Self::tracer_provider), else the global one as it is
+///   when the first request arrives), with the stable HTTP semantic-convention attributes;
+///   the order fields are added by `orderscope_context::OrderSpanProcessor` on the provider;
+/// - attaches the span and the order to the OpenTelemetry context around every poll of the
+///   handler, so `tracing` spans and log lines in the handler nest under the server span, and
+///   puts the [`OrderContext`](orderscope_context::OrderContext) in the request extensions for
+///   the [`Order`](crate::Order) extractor;
+/// - records `http_server_request_duration_seconds` when the response body ends and
+///   `http_server_active_requests` while the request is in flight, through metric handles
+///   resolved once per route.
+///
+/// # Errors recorded
+///
+/// `error_type` (metric label) and `error.type` (span attribute), one of: the status code for a
+/// 5xx response; `panic` for a panicking handler; `cancelled` for a request dropped before its
+/// response completed (the client went away); `_OTHER` when the inner service returned an
+/// error; `body_error` when the response body failed while streaming. The span status is `ERROR`
+/// in each case.
+///
+/// # Example
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use orderscope_tower::{Order, ServerLayer};
+///
+/// async fn show_order(order: Option<Order>) -> String {
+///     order.map(|order| order.id().to_owned()).unwrap_or_default()
+/// }
+///
+/// let internal: Router = Router::new()
+///     .route("/orders/{id}", get(show_order))
+///     .layer(ServerLayer::new());
+///
+/// // A B2B API: new trace per request, only the order id is taken from the caller's baggage.
+/// let api: Router = Router::new()
+///     .route("/v1/orders/{id}", get(show_order))
+///     .layer(ServerLayer::public().allow_baggage_key("order.id"));
+/// # let _ = (internal, api);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ServerLayer<Req = DefaultOnRequest, Res = DefaultOnResponse> {
+    pub(crate) shared: Arc<Shared>,
+    on_request: Req,
+    on_response: Res,
+}
+
+impl Default for ServerLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServerLayer {
+    /// A layer for an internal service: incoming trace context and baggage are trusted.
+    pub fn new() -> Self {
+        Self::with_propagation(Propagation::trusted())
+    }
+
+    /// A layer for a public endpoint (web shop, B2B API): every request starts a new trace whose
+    /// server span links to the caller's span, and incoming baggage is dropped except for keys
+    /// allowed with [`allow_baggage_key`](Self::allow_baggage_key).
+    pub fn public() -> Self {
+        Self::with_propagation(Propagation::untrusted())
+    }
+
+    /// A layer that reads incoming context with `propagation`.
+    pub fn with_propagation(propagation: Propagation) -> Self {
+        Self {
+            shared: Arc::new(Shared::new(Config {
+                propagation,
+                skip_paths: vec![Cow::Borrowed("/metrics")],
+                catch_panic: false,
+                tracing: true,
+                series_limit: DEFAULT_SERIES_LIMIT,
+                labels: Vec::new(),
+                tracer: None,
+            })),
+            on_request: DefaultOnRequest,
+            on_response: DefaultOnResponse,
+        }
+    }
+}
+
+impl<Req, Res> ServerLayer<Req, Res> {
+    fn configure(self, f: impl FnOnce(&mut Config)) -> Self {
+        let mut config = self.shared.config.clone();
+        f(&mut config);
+        Self {
+            shared: Arc::new(Shared::new(config)),
+            on_request: self.on_request,
+            on_response: self.on_response,
+        }
+    }
+
+    /// Replaces how incoming context is read (trust policy, allowed baggage keys, limits).
+    ///
+    /// Defaults to [`Propagation::trusted`] for [`new`](ServerLayer::new) and
+    /// [`Propagation::untrusted`] for [`public`](ServerLayer::public).
+    #[must_use]
+    pub fn propagation(self, propagation: Propagation) -> Self {
+        self.configure(|config| config.propagation = propagation)
+    }
+
+    /// Keeps the incoming baggage entry `key` on a [`public`](ServerLayer::public) endpoint (use
+    /// `orderscope_context::keys` for order fields). Trusted layers keep every key already.
+    ///
+    /// Defaults to none.
+    #[must_use]
+    pub fn allow_baggage_key(self, key: &'static str) -> Self {
+        self.configure(|config| {
+            config.propagation = config.propagation.clone().allow_baggage_key(key);
+        })
+    }
+
+    /// Routes that are not instrumented at all: no span, no metrics, no context. Compared with the
+    /// matched route (`/health`), or with the request path when no route matched.
+    ///
+    /// Replaces the list. Defaults to `["/metrics"]`, so Prometheus scrapes do not show up as
+    /// traffic; pass an empty list to instrument everything.
+    #[must_use]
+    pub fn skip_paths<I, P>(self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<Cow<'static, str>>,
+    {
+        let paths = paths.into_iter().map(Into::into).collect();
+        self.configure(|config| config.skip_paths = paths)
+    }
+
+    /// Converts a panic in the handler into a `500 Internal Server Error` response with an empty
+    /// body, like tower-http's `CatchPanicLayer`, and records it with `error_type="panic"`.
+    ///
+    /// Defaults to `false`: the panic propagates as it would without the layer (the request is
+    /// still recorded with `error_type="panic"` while the stack unwinds).
+    #[must_use]
+    pub fn catch_panic(self, enabled: bool) -> Self {
+        self.configure(|config| config.catch_panic = enabled)
+    }
+
+    /// Whether to extract incoming context, open the server span and put the order in scope.
+    /// With `false`, the layer only records the RED metrics.
+    ///
+    /// Defaults to `true`.
+    #[must_use]
+    pub fn tracing(self, enabled: bool) -> Self {
+        self.configure(|config| config.tracing = enabled)
+    }
+
+    /// Most series each metric of this layer creates; further label sets are recorded in one
+    /// overflow series whose label values are all `_overflow`.
+    ///
+    /// Defaults to [`DEFAULT_SERIES_LIMIT`].
+    #[must_use]
+    pub fn series_limit(self, limit: usize) -> Self {
+        self.configure(|config| config.series_limit = limit)
+    }
+
+    /// Adds a metric label to `http_server_request_duration_seconds` whose value comes from a fixed
+    /// set: `classify` picks it from the request head; `None`, or a value outside `values`, is
+    /// recorded as `_other`. Use it for bounded dimensions such as a partner class or a tenant tier,
+    /// never for ids.
+    ///
+    /// Defaults to no extra labels.
+    ///
+    /// # Panics
+    ///
+    /// At configuration time, when more than [`MAX_EXTRA_LABELS`] labels are declared, when `values`
+    /// has more than [`MAX_EXTRA_LABEL_VALUES`] entries, or when `name` is one of the layer's own
+    /// labels or declared twice.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use orderscope_tower::ServerLayer;
+    ///
+    /// let layer = ServerLayer::public().label_from(
+    ///     "partner_tier",
+    ///     &["gold", "silver"],
+    ///     |request: &http::request::Parts| {
+    ///         match request.headers.get("x-partner-tier")?.as_bytes() {
+    ///             b"gold" => Some("gold"),
+    ///             b"silver" => Some("silver"),
+    ///             _ => None,
+    ///         }
+    ///     },
+    /// );
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn label_from<F>(
+        self,
+        name: &'static str,
+        values: &'static [&'static str],
+        classify: F,
+    ) -> Self
+    where
+        F: Fn(&http::request::Parts) -> Option<&'static str> + Send + Sync + 'static,
+    {
+        assert!(
+            self.shared.config.labels.len() < MAX_EXTRA_LABELS,
+            "at most {MAX_EXTRA_LABELS} extra labels"
+        );
+        assert!(
+            values.len() <= MAX_EXTRA_LABEL_VALUES,
+            "at most {MAX_EXTRA_LABEL_VALUES} values per extra label"
+        );
+        assert!(
+            !RESERVED_LABELS.contains(&name)
+                && !self.shared.config.labels.iter().any(|def| def.name == name),
+            "label `{name}` is already set"
+        );
+        let def = LabelDef {
+            name,
+            values,
+            classify: Arc::new(classify),
+        };
+        self.configure(|config| config.labels.push(def))
+    }
+
+    /// Creates the server spans with a tracer from `provider` instead of the global provider.
+    ///
+    /// Defaults to the global provider (`opentelemetry::global::tracer_provider()`) as it is when
+    /// the first request arrives.
+    #[must_use]
+    pub fn tracer_provider<P>(self, provider: &P) -> Self
+    where
+        P: TracerProvider,
+        P::Tracer: Tracer + Send + Sync + 'static,
+        <P::Tracer as Tracer>::Span: Span + Send + Sync + 'static,
+    {
+        let tracer = BoxedTracer::new(Box::new(provider.tracer_with_scope(scope())));
+        self.configure(|config| config.tracer = Some(Arc::new(tracer)))
+    }
+
+    /// Sets the hook that adds span attributes from the request head.
+    ///
+    /// Defaults to [`DefaultOnRequest`], which adds none.
+    #[must_use]
+    pub fn on_request<NewReq: OnRequest>(self, on_request: NewReq) -> ServerLayer<NewReq, Res> {
+        ServerLayer {
+            shared: self.shared,
+            on_request,
+            on_response: self.on_response,
+        }
+    }
+
+    /// Sets the hook that adds span attributes from the response head.
+    ///
+    /// Defaults to [`DefaultOnResponse`], which adds none.
+    #[must_use]
+    pub fn on_response<NewRes: OnResponse>(self, on_response: NewRes) -> ServerLayer<Req, NewRes> {
+        ServerLayer {
+            shared: self.shared,
+            on_request: self.on_request,
+            on_response,
+        }
+    }
+}
+
+impl<S, Req: Clone, Res: Clone> Layer<S> for ServerLayer<Req, Res> {
+    type Service = Server<S, Req, Res>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Server::from_parts(
+            inner,
+            Arc::new(Instance {
+                shared: self.shared.clone(),
+                last: LastRoute::default(),
+            }),
+            self.on_request.clone(),
+            self.on_response.clone(),
+        )
+    }
+}

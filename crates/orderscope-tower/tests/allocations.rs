@@ -1,0 +1,161 @@
+//! Heap allocations per request, counted with an instrumenting global allocator (so this file is
+//! its own test process). Same request shape as the criterion bench: `traceparent` and
+//! `baggage: order.id=...`, `Router::oneshot`, body read to the end.
+//!
+//! Run with `--nocapture` to see the figures.
+
+use std::alloc::System;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use http_body_util::BodyExt;
+use opentelemetry::Context;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{SdkTracerProvider, Span, SpanData, SpanProcessor};
+use orderscope_context::OrderSpanProcessor;
+use orderscope_context::carrier::HeaderExtractor;
+use orderscope_tower::ServerLayer;
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use tower::{ServiceBuilder, ServiceExt};
+use tower_http::trace::{DefaultMakeSpan, TraceLayer};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// The order processor's `on_start`, then drops finished spans on the request thread, so every
+/// allocation is counted where it happens. (One processor: with two, the SDK clones every finished
+/// span once per processor.)
+#[derive(Debug)]
+struct OrderThenDrop;
+
+impl SpanProcessor for OrderThenDrop {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        OrderSpanProcessor::new().on_start(span, cx);
+    }
+    fn on_end(&self, span: SpanData) {
+        drop(span);
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+async fn show_order(Path(id): Path<String>) -> String {
+    id
+}
+
+fn base() -> Router {
+    Router::new().route("/orders/{id}", get(show_order))
+}
+
+async fn extract_parent(request: Request, next: Next) -> Response {
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
+    let _ = tracing::Span::current().set_parent(parent);
+    next.run(request).await
+}
+
+fn request() -> Request<Body> {
+    Request::get("/orders/ORD-2026-000123")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .header("baggage", "order.id=ORD-2026-000123")
+        .body(Body::empty())
+        .expect("request")
+}
+
+/// Allocations per request, after a warm-up that fills the layer's caches.
+fn per_request(runtime: &tokio::runtime::Runtime, app: &Router) -> f64 {
+    const REQUESTS: usize = 2_000;
+    // What `axum::serve` does once: turn handlers into routes (and apply the layers) up front.
+    let app = app.clone().with_state::<()>(());
+    let run = |n: usize| {
+        runtime.block_on(async {
+            for _ in 0..n {
+                let response = app.clone().oneshot(request()).await.expect("infallible");
+                std::hint::black_box(response.into_body().collect().await.expect("body"));
+            }
+        });
+    };
+    run(200);
+    let region = Region::new(GLOBAL);
+    run(REQUESTS);
+    region.change().allocations as f64 / REQUESTS as f64
+}
+
+#[test]
+fn allocations_per_request() {
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(OrderThenDrop)
+        .build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("info"))
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
+        .init();
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("recorder");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+
+    let bare = per_request(&runtime, &base());
+    let empty = per_request(
+        &runtime,
+        &base().layer(tower::layer::layer_fn(|inner| inner)),
+    );
+    let red = per_request(&runtime, &base().layer(ServerLayer::new().tracing(false)));
+    let full = per_request(&runtime, &base().layer(ServerLayer::new()));
+    let peer_metrics = per_request(
+        &runtime,
+        &base().layer(axum_prometheus::PrometheusMetricLayer::new()),
+    );
+    let peer_stack = per_request(
+        &runtime,
+        &base().layer(
+            ServiceBuilder::new()
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO)),
+                )
+                .layer(axum_prometheus::PrometheusMetricLayer::new())
+                .layer(middleware::from_fn(extract_parent)),
+        ),
+    );
+    println!("allocations per request: bare {bare:.1}");
+    for (name, value) in [
+        ("empty_layer", empty),
+        ("orderscope_metrics", red),
+        ("orderscope_full", full),
+        ("peer_metrics", peer_metrics),
+        ("peer_stack", peer_stack),
+    ] {
+        println!("  {name}: {value:.1} (+{:.1})", value - bare);
+    }
+
+    // Regression bounds: the RED path adds what axum's re-boxing of a layered route costs plus
+    // the boxed response body; the full path adds the span, the extracted context and the order.
+    assert!(red - bare <= 4.0, "RED only: +{}", red - bare);
+    assert!(full - bare <= 20.0, "full: +{}", full - bare);
+    assert!(
+        full - bare < peer_stack - bare,
+        "full {full} vs peer stack {peer_stack}"
+    );
+}
