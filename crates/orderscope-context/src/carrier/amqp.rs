@@ -1,0 +1,217 @@
+//! AMQP header table (lapin `FieldTable`) carrier.
+
+use std::collections::BTreeMap;
+
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use opentelemetry::Context;
+use opentelemetry::propagation::{Extractor, Injector};
+
+use crate::drops::{self, DropReason, Tally};
+use crate::keys::X_ORDER_ID;
+use crate::order::OrderContext;
+use crate::propagation::{BAGGAGE, Extracted, Headers, Propagation, TRACEPARENT, TRACESTATE};
+
+/// MassTransit's header holding the W3C `traceparent` of the sending activity.
+pub const MT_ACTIVITY_ID: &str = "MT-Activity-Id";
+/// The header older .NET producers use for baggage (same syntax as `baggage`).
+pub const CORRELATION_CONTEXT: &str = "Correlation-Context";
+
+/// Writes headers into an AMQP header table as long strings; an OpenTelemetry [`Injector`].
+///
+/// - Every value is written as a long string (`S`): a short string makes RabbitMQ close the
+///   connection, and a byte array is unreadable to Java, .NET, JS and Python consumers.
+/// - A `traceparent` or `tracestate` already in the table (set by the caller) is kept.
+///   [`inject_amqp_replacing`] replaces them.
+/// - A key longer than 255 bytes cannot be an AMQP field name: it is dropped and counted
+///   (`reason="header_invalid"`), never a panic.
+/// - `x-order-id` is written by [`inject_amqp`] and [`FieldTableInjector::inject_context`],
+///   not by the plain [`Injector::set`].
+#[derive(Debug)]
+pub struct FieldTableInjector<'a>(pub &'a mut FieldTable);
+
+impl FieldTableInjector<'_> {
+    /// Writes `traceparent`, `tracestate` (when not empty), `baggage` and `x-order-id` for
+    /// `cx`, keeping a caller-set `traceparent` (and its `tracestate`).
+    pub fn inject_context(&mut self, cx: &Context) {
+        write(self.0, cx, false);
+    }
+
+    fn put(&mut self, key: &str, value: String) {
+        match ShortString::try_new(key) {
+            Ok(key) => {
+                self.0
+                    .insert(key, AMQPValue::LongString(LongString::from(value)));
+            }
+            Err(_) => drops::count(DropReason::HeaderInvalid, 1),
+        }
+    }
+}
+
+impl Injector for FieldTableInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if (key == TRACEPARENT || key == TRACESTATE) && self.0.contains_key(key) {
+            return;
+        }
+        self.put(key, value);
+    }
+}
+
+fn write(table: &mut FieldTable, cx: &Context, replace_trace: bool) {
+    let headers = Headers::of(cx);
+    let mut injector = FieldTableInjector(table);
+    let keep_trace = !replace_trace && injector.0.contains_key(TRACEPARENT);
+    if !keep_trace {
+        if let Some(tp) = headers.traceparent {
+            injector.put(TRACEPARENT, tp);
+        }
+        match headers.tracestate {
+            Some(ts) => injector.put(TRACESTATE, ts),
+            None if replace_trace && injector.0.contains_key(TRACESTATE) => {
+                // A replaced traceparent must not travel with the old tracestate.
+                let rest: BTreeMap<ShortString, AMQPValue> = injector
+                    .0
+                    .inner()
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != TRACESTATE)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                *injector.0 = FieldTable::from(rest);
+            }
+            None => {}
+        }
+    }
+    if let Some(b) = headers.baggage {
+        injector.put(BAGGAGE, b);
+    }
+    if let Some(order) = cx.get::<OrderContext>() {
+        injector.put(X_ORDER_ID, order.id().to_owned());
+    }
+}
+
+/// Writes `cx` into AMQP message headers: `traceparent`, `tracestate` (when not empty),
+/// `baggage` and `x-order-id`, all as long strings. A caller-set `traceparent` is kept.
+///
+/// # Example
+///
+/// ```
+/// use lapin::types::{AMQPValue, FieldTable};
+/// use opentelemetry::Context;
+/// use orderscope_context::{carrier, OrderContext};
+///
+/// let mut headers = FieldTable::default();
+/// let cx = OrderContext::new("ORD-1")?.to_context(&Context::new());
+/// carrier::inject_amqp(&cx, &mut headers);
+/// assert!(matches!(headers.inner().get("x-order-id"), Some(AMQPValue::LongString(_))));
+/// # Ok::<(), orderscope_context::OrderContextError>(())
+/// ```
+pub fn inject_amqp(cx: &Context, headers: &mut FieldTable) {
+    write(headers, cx, false);
+}
+
+/// Like [`inject_amqp`], but replaces a `traceparent`/`tracestate` already in the table.
+pub fn inject_amqp_replacing(cx: &Context, headers: &mut FieldTable) {
+    write(headers, cx, true);
+}
+
+/// Reads headers from an AMQP header table; an OpenTelemetry [`Extractor`].
+///
+/// - Long strings and byte arrays holding UTF-8 are read; any other type is ignored and
+///   counted (`reason="header_type"`), invalid UTF-8 too (`reason="header_invalid"`).
+/// - Keys match exactly first, then ignoring ASCII case.
+/// - Without `traceparent`, [`MT_ACTIVITY_ID`] is read in its place; without `baggage`,
+///   [`CORRELATION_CONTEXT`].
+#[derive(Debug, Clone, Copy)]
+pub struct FieldTableExtractor<'a>(pub &'a FieldTable);
+
+impl<'a> FieldTableExtractor<'a> {
+    fn lookup(&self, key: &str) -> Option<&'a AMQPValue> {
+        let map = self.0.inner();
+        map.get(key).or_else(|| {
+            map.iter()
+                .find(|(k, _)| k.as_str().eq_ignore_ascii_case(key))
+                .map(|(_, v)| v)
+        })
+    }
+
+    fn get_str(&self, key: &str, tally: &mut Tally) -> Option<&'a str> {
+        let bytes = match self.lookup(key)? {
+            AMQPValue::LongString(s) => s.as_bytes(),
+            AMQPValue::ByteArray(b) => b.as_slice(),
+            _ => {
+                tally.add(DropReason::HeaderType);
+                return None;
+            }
+        };
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Some(s),
+            Err(_) => {
+                tally.add(DropReason::HeaderInvalid);
+                None
+            }
+        }
+    }
+
+    fn get_with_fallback(&self, key: &str, tally: &mut Tally) -> Option<&'a str> {
+        let fallback = match key {
+            TRACEPARENT => Some(MT_ACTIVITY_ID),
+            BAGGAGE => Some(CORRELATION_CONTEXT),
+            _ => None,
+        };
+        match self.get_str(key, tally) {
+            Some(v) => Some(v),
+            None => self.get_str(fallback?, tally),
+        }
+    }
+}
+
+impl Extractor for FieldTableExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        let mut tally = Tally::default();
+        let value = self.get_with_fallback(key, &mut tally);
+        tally.flush();
+        value
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .inner()
+            .iter()
+            .filter(|(_, v)| matches!(v, AMQPValue::LongString(_) | AMQPValue::ByteArray(_)))
+            .map(|(k, _)| k.as_str())
+            .collect()
+    }
+}
+
+impl Propagation {
+    /// Reads `traceparent`, `tracestate` and `baggage` (or their fallbacks) from AMQP message
+    /// headers; [`extract`](Self::extract) with a [`FieldTableExtractor`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use lapin::types::{AMQPValue, FieldTable, LongString};
+    /// use orderscope_context::Propagation;
+    ///
+    /// let mut headers = FieldTable::default();
+    /// headers.insert("baggage".into(), AMQPValue::LongString(LongString::from("order.id=ORD-1")));
+    /// let extracted = Propagation::trusted().extract_amqp(&headers);
+    /// assert_eq!(extracted.order().map(|o| o.id()), Some("ORD-1"));
+    /// ```
+    pub fn extract_amqp(&self, headers: &FieldTable) -> Extracted {
+        let carrier = FieldTableExtractor(headers);
+        let mut tally = Tally::default();
+        let traceparent = carrier.get_with_fallback(TRACEPARENT, &mut tally);
+        let mut state_tally = Tally::default();
+        let remote = self.read_trace(
+            traceparent,
+            || carrier.get_str(TRACESTATE, &mut state_tally),
+            &mut tally,
+        );
+        state_tally.flush();
+        let mut reader = self.baggage_reader();
+        if let Some(value) = carrier.get_with_fallback(BAGGAGE, &mut tally) {
+            reader.read(value, &mut tally);
+        }
+        self.finish(remote, reader, tally)
+    }
+}

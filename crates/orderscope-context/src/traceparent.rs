@@ -1,0 +1,275 @@
+//! W3C Trace Context: `traceparent` and `tracestate`, parsed and written by hand.
+
+use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+
+/// Length of a version-00 `traceparent`.
+pub(crate) const TRACEPARENT_LEN: usize = 55;
+
+/// Most list members a `tracestate` may hold.
+const MAX_TRACESTATE_MEMBERS: usize = 32;
+
+/// Longest `tracestate` read: 32 members of the longest key and value, with separators.
+const MAX_TRACESTATE_LEN: usize = 32 * (256 + 1 + 256) + 31;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+#[inline]
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Lower-case hex of at most 16 digits.
+#[inline]
+fn parse_hex(b: &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for &c in b {
+        v = (v << 4) | u64::from(hex_val(c)?);
+    }
+    Some(v)
+}
+
+fn trim_ows(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
+}
+
+/// The parts of a valid `traceparent`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TraceParent {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) flags: TraceFlags,
+}
+
+/// Parses a `traceparent` of the exact W3C shape.
+///
+/// Version `00` must be exactly 55 characters; a later version (`01`–`fe`) may carry further
+/// `-`-separated fields after the first four. Version `ff`, upper-case hex, all-zero ids and
+/// any other length are rejected. Only the sampled flag is kept.
+pub(crate) fn parse_traceparent(value: &str) -> Option<TraceParent> {
+    let b = trim_ows(value).as_bytes();
+    if b.len() < TRACEPARENT_LEN {
+        return None;
+    }
+    let version = (hex_val(b[0])? << 4) | hex_val(b[1])?;
+    match version {
+        0xff => return None,
+        0 if b.len() != TRACEPARENT_LEN => return None,
+        _ if b.len() > TRACEPARENT_LEN && b[TRACEPARENT_LEN] != b'-' => return None,
+        _ => {}
+    }
+    if b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
+        return None;
+    }
+    let trace_id = (u128::from(parse_hex(&b[3..19])?) << 64) | u128::from(parse_hex(&b[19..35])?);
+    let span_id = parse_hex(&b[36..52])?;
+    let flags = parse_hex(&b[53..55])? as u8;
+    if trace_id == 0 || span_id == 0 {
+        return None;
+    }
+    Some(TraceParent {
+        trace_id: TraceId::from_bytes(trace_id.to_be_bytes()),
+        span_id: SpanId::from_bytes(span_id.to_be_bytes()),
+        flags: TraceFlags::new(flags) & TraceFlags::SAMPLED,
+    })
+}
+
+/// Writes a version-00 `traceparent` for a valid span context.
+pub(crate) fn format_traceparent(sc: &SpanContext) -> String {
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    for (i, b) in sc.trace_id().to_bytes().into_iter().enumerate() {
+        out[3 + 2 * i] = HEX[usize::from(b >> 4)];
+        out[4 + 2 * i] = HEX[usize::from(b & 0xf)];
+    }
+    for (i, b) in sc.span_id().to_bytes().into_iter().enumerate() {
+        out[36 + 2 * i] = HEX[usize::from(b >> 4)];
+        out[37 + 2 * i] = HEX[usize::from(b & 0xf)];
+    }
+    if sc.is_sampled() {
+        out[54] = b'1';
+    }
+    // Only ASCII hex digits and dashes were written.
+    String::from_utf8(out.to_vec()).unwrap_or_default()
+}
+
+fn is_key_char(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'*' | b'/')
+}
+
+/// W3C `tracestate` key: `simple-key` or `tenant-id@system-id`.
+fn valid_tracestate_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    match key.split_once('@') {
+        None => {
+            (1..=256).contains(&b.len())
+                && b[0].is_ascii_lowercase()
+                && b.iter().all(|&c| is_key_char(c))
+        }
+        Some((tenant, system)) => {
+            let (t, s) = (tenant.as_bytes(), system.as_bytes());
+            (1..=241).contains(&t.len())
+                && (t[0].is_ascii_lowercase() || t[0].is_ascii_digit())
+                && t.iter().all(|&c| is_key_char(c))
+                && (1..=14).contains(&s.len())
+                && s[0].is_ascii_lowercase()
+                && s.iter().all(|&c| is_key_char(c))
+        }
+    }
+}
+
+/// W3C `tracestate` value: 1–256 printable ASCII characters, no `,` or `=`, not ending in a space.
+fn valid_tracestate_value(value: &str) -> bool {
+    let b = value.as_bytes();
+    (1..=256).contains(&b.len())
+        && b.iter()
+            .all(|&c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=')
+        && b[b.len() - 1] != b' '
+}
+
+/// Parses a `tracestate` header. `Ok(TraceState::NONE)` for an empty one, `Err(())` when it
+/// breaks the W3C rules (it is then dropped whole).
+pub(crate) fn parse_tracestate(value: &str) -> Result<TraceState, ()> {
+    if value.len() > MAX_TRACESTATE_LEN {
+        return Err(());
+    }
+    let mut members: [(&str, &str); MAX_TRACESTATE_MEMBERS] = [("", ""); MAX_TRACESTATE_MEMBERS];
+    let mut n = 0;
+    for member in value.split(',') {
+        let member = trim_ows(member);
+        if member.is_empty() {
+            continue;
+        }
+        let (key, val) = member.split_once('=').ok_or(())?;
+        if !valid_tracestate_key(key) || !valid_tracestate_value(val) {
+            return Err(());
+        }
+        if n == MAX_TRACESTATE_MEMBERS || members[..n].iter().any(|(k, _)| *k == key) {
+            return Err(());
+        }
+        members[n] = (key, val);
+        n += 1;
+    }
+    if n == 0 {
+        return Ok(TraceState::NONE);
+    }
+    TraceState::from_key_value(members[..n].iter().copied()).map_err(|_| ())
+}
+
+/// Writes a `tracestate` header; `None` when it has no members.
+pub(crate) fn format_tracestate(ts: &TraceState) -> Option<String> {
+    let mut iter = ts.into_iter().peekable();
+    iter.peek()?;
+    let mut out = String::new();
+    for (i, (k, v)) in iter.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn parses_and_formats_version_00() {
+        let tp = parse_traceparent(TP).unwrap();
+        assert_eq!(
+            tp.trace_id,
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap()
+        );
+        assert_eq!(tp.span_id, SpanId::from_hex("00f067aa0ba902b7").unwrap());
+        assert_eq!(tp.flags, TraceFlags::SAMPLED);
+        let sc = SpanContext::new(tp.trace_id, tp.span_id, tp.flags, true, TraceState::NONE);
+        assert_eq!(format_traceparent(&sc), TP);
+    }
+
+    #[test]
+    fn shape_rules() {
+        let ok = [
+            TP,
+            " \t00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\t ",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-holds",
+            "fe-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09-",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff",
+        ];
+        for s in ok {
+            assert!(parse_traceparent(s).is_some(), "{s}");
+        }
+        let bad = [
+            "",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01.extra",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0A",
+            "0A-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e47366-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902g7-01",
+            "0-04bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ];
+        for s in bad {
+            assert!(parse_traceparent(s).is_none(), "{s}");
+        }
+    }
+
+    #[test]
+    fn only_the_sampled_flag_is_kept() {
+        let tp =
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-08").unwrap();
+        assert_eq!(tp.flags, TraceFlags::NOT_SAMPLED);
+        let tp =
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03").unwrap();
+        assert_eq!(tp.flags, TraceFlags::SAMPLED);
+    }
+
+    #[test]
+    fn tracestate_rules() {
+        let ts = parse_tracestate("rojo=00f067aa0ba902b7, congo=t61rcWkgMzE ,,").unwrap();
+        assert_eq!(
+            format_tracestate(&ts).as_deref(),
+            Some("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE")
+        );
+        assert_eq!(parse_tracestate(""), Ok(TraceState::NONE));
+        assert_eq!(parse_tracestate(" , "), Ok(TraceState::NONE));
+        assert!(parse_tracestate("tenant@vendor=x,1tenant@v=y").is_ok());
+        for bad in [
+            "Upper=1",
+            "1simple=1",
+            "k=",
+            "k=a,b",
+            "k=a=b",
+            "k=a\tb",
+            "k",
+            "k=1,k=2",
+            "t@Vendor=1",
+            "t@vendorvendorvendor=1",
+            "k=\u{e9}",
+        ] {
+            assert_eq!(parse_tracestate(bad), Err(()), "{bad}");
+        }
+        let many: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
+        assert_eq!(parse_tracestate(&many.join(",")), Err(()));
+        assert!(parse_tracestate(&many[..32].join(",")).is_ok());
+        assert_eq!(format_tracestate(&TraceState::NONE), None);
+    }
+}
