@@ -79,6 +79,6 @@ pub use crate::drops::{
 };
 pub use crate::error::OrderContextError;
 pub use crate::order::{Channel, OrderContext, OrderContextBuilder, Priority};
-pub use crate::processor::OrderSpanProcessor;
+pub use crate::processor::{OrderSpanProcessor, WithOrderFields};
 pub use crate::propagation::{Extracted, Propagation, TrustPolicy, inject};
 pub use crate::scope::{OrderGuard, WithOrder, WithOrderFuture};

@@ -123,3 +123,24 @@ fn the_other_methods_do_nothing() {
     assert!(p.shutdown().is_ok());
     assert!(p.shutdown_with_timeout(Duration::from_millis(1)).is_ok());
 }
+
+#[test]
+fn the_wrapping_form_adds_the_fields_and_exports_through_the_inner_processor() {
+    use opentelemetry_sdk::trace::SimpleSpanProcessor;
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(OrderSpanProcessor::wrap(SimpleSpanProcessor::new(
+            exporter.clone(),
+        )))
+        .build();
+    let tracer = provider.tracer("test");
+    order().in_scope(|| tracer.in_span("reserve stock", |_cx| {}));
+    tracer.in_span("no order", |_cx| {});
+    provider.force_flush().unwrap();
+    let spans = exporter.get_finished_spans().unwrap();
+    let spans = by_name(&spans);
+    let with_order = attrs(spans["reserve stock"]);
+    assert_eq!(with_order["order.id"], "ORD-2026-000123");
+    assert_eq!(with_order["order.channel"], "phone");
+    assert!(!attrs(spans["no order"]).contains_key("order.id"));
+}

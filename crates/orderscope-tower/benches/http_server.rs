@@ -25,13 +25,12 @@ use axum::response::Response;
 use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::BodyExt;
-use opentelemetry::Context;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    BatchSpanProcessor, Sampler, SdkTracerProvider, Span, SpanData, SpanExporter, SpanProcessor,
+    BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
 };
 use orderscope_context::OrderSpanProcessor;
 use orderscope_context::carrier::HeaderExtractor;
@@ -53,30 +52,6 @@ impl SpanExporter for NoopExporter {
     }
 }
 
-/// The order processor and the exporting processor as one: with two processors on a provider the
-/// SDK clones every finished span once per processor.
-#[derive(Debug)]
-struct OrderThen<P>(P);
-
-impl<P: SpanProcessor> SpanProcessor for OrderThen<P> {
-    fn on_start(&self, span: &mut Span, cx: &Context) {
-        OrderSpanProcessor::new().on_start(span, cx);
-        self.0.on_start(span, cx);
-    }
-
-    fn on_end(&self, span: SpanData) {
-        self.0.on_end(span);
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.0.force_flush()
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
-    }
-}
-
 const BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
@@ -84,7 +59,9 @@ const BUCKETS: &[f64] = &[
 fn setup() -> SdkTracerProvider {
     let provider = SdkTracerProvider::builder()
         .with_sampler(Sampler::AlwaysOn)
-        .with_span_processor(OrderThen(BatchSpanProcessor::builder(NoopExporter).build()))
+        .with_span_processor(OrderSpanProcessor::wrap(
+            BatchSpanProcessor::builder(NoopExporter).build(),
+        ))
         .build();
     opentelemetry::global::set_tracer_provider(provider.clone());
     tracing_subscriber::registry()
