@@ -23,6 +23,9 @@ pub const DEFAULT_MAX_QUEUE_SIZE: usize = 2048;
 pub const DEFAULT_MAX_EXPORT_BATCH_SIZE: usize = 512;
 /// The default delay between two scheduled exports (`OTEL_BSP_SCHEDULE_DELAY`'s spec default).
 pub const DEFAULT_SCHEDULED_DELAY: Duration = Duration::from_millis(5000);
+/// The default delay between two scheduled exports of log records (`OTEL_BLRP_SCHEDULE_DELAY`'s
+/// spec default).
+pub const DEFAULT_LOGS_SCHEDULED_DELAY: Duration = Duration::from_millis(1000);
 /// The default `tracing` filter when `RUST_LOG` is not set.
 pub const DEFAULT_LOG_FILTER: &str = "info";
 
@@ -45,6 +48,14 @@ pub const ENV_VARS: &[&str] = &[
     "OTEL_BSP_MAX_QUEUE_SIZE",
     "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
     "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_LOGS_EXPORTER",
+    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
+    "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+    "OTEL_BLRP_MAX_QUEUE_SIZE",
+    "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
+    "OTEL_BLRP_SCHEDULE_DELAY",
     "RUST_LOG",
     "ORDERSCOPE_LOG_FORMAT",
 ];
@@ -55,6 +66,54 @@ pub(crate) fn process_env() -> BTreeMap<String, String> {
         .iter()
         .filter_map(|name| Some(((*name).to_owned(), std::env::var(name).ok()?)))
         .collect()
+}
+
+/// The variables and URL path of one OTLP signal: what differs between exporting spans and
+/// exporting log records.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Signal {
+    /// The value of the `signal` label of `orderscope_export_failures_total`.
+    pub(crate) name: &'static str,
+    /// `OTEL_{SIGNAL}_EXPORTER`.
+    exporter: &'static str,
+    /// The signal-specific endpoint, used as given.
+    endpoint: &'static str,
+    protocol: &'static str,
+    /// The signal-specific headers; the OTLP exporter also reads them on its own.
+    pub(crate) headers: &'static str,
+    timeout: &'static str,
+    /// Appended to a base endpoint for HTTP.
+    path: &'static str,
+}
+
+/// Spans.
+pub(crate) const TRACES: Signal = Signal {
+    name: "traces",
+    exporter: "OTEL_TRACES_EXPORTER",
+    endpoint: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    protocol: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    headers: "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    timeout: "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    path: "/v1/traces",
+};
+
+/// Log records.
+pub(crate) const LOGS: Signal = Signal {
+    name: "logs",
+    exporter: "OTEL_LOGS_EXPORTER",
+    endpoint: "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+    protocol: "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+    headers: "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
+    timeout: "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+    path: "/v1/logs",
+};
+
+/// The variables of one batch processor's queue, and its default delay.
+struct BatchVars {
+    max_queue_size: &'static str,
+    max_export_batch_size: &'static str,
+    scheduled_delay: &'static str,
+    default_delay: Duration,
 }
 
 /// The OTLP transport.
@@ -156,6 +215,7 @@ pub(crate) struct CodeSettings {
     pub(crate) scheduled_delay: Option<Duration>,
     pub(crate) shutdown_timeout: Option<Duration>,
     pub(crate) custom_exporter: bool,
+    pub(crate) logs_export: Option<bool>,
 }
 
 /// Where spans go.
@@ -173,10 +233,24 @@ pub enum TraceExport {
     Disabled,
 }
 
-/// How spans are exported by OTLP.
+/// Where log records go, besides the log lines that are always written.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum LogExport {
+    /// Exported by OTLP too (`OTEL_LOGS_EXPORTER=otlp` or
+    /// [`TelemetryBuilder::with_logs_export`](crate::TelemetryBuilder::with_logs_export)).
+    Otlp(OtlpSettings),
+    /// Not exported by OTLP: the default, or log export is on but no endpoint is configured.
+    None,
+    /// The SDK is disabled (`OTEL_SDK_DISABLED=true`).
+    Disabled,
+}
+
+/// How spans or log records are exported by OTLP.
 #[derive(Clone, PartialEq)]
 pub struct OtlpSettings {
-    /// The URL spans are sent to. For `http/protobuf` this includes the signal path (`/v1/traces`).
+    /// The URL the signal is sent to. For `http/protobuf` this includes the signal path
+    /// (`/v1/traces`, `/v1/logs`).
     pub endpoint: String,
     /// The transport.
     pub protocol: Protocol,
@@ -218,12 +292,12 @@ impl fmt::Debug for MaskedHeaders<'_> {
     }
 }
 
-/// The span export queue.
+/// An export queue (of spans or of log records).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchSettings {
-    /// Spans that may wait for export; more are dropped and counted.
+    /// Items that may wait for export; more are dropped.
     pub max_queue_size: usize,
-    /// Spans per export.
+    /// Items per export.
     pub max_export_batch_size: usize,
     /// Delay between two scheduled exports.
     pub scheduled_delay: Duration,
@@ -245,6 +319,10 @@ pub struct ResolvedConfig {
     pub sampling: Sampling,
     /// The span export queue.
     pub batch: BatchSettings,
+    /// Where log records go by OTLP. Log lines are written to the log writer either way.
+    pub logs: LogExport,
+    /// The log record export queue (`OTEL_BLRP_*`), used when [`logs`](Self::logs) is OTLP.
+    pub logs_batch: BatchSettings,
     /// How log lines are written.
     pub log_format: LogFormat,
     /// The `tracing` filter directives.
@@ -297,44 +375,30 @@ pub(crate) fn resolve(code: &CodeSettings, env: &BTreeMap<String, String>) -> Re
         },
     };
 
-    // Queue.
-    let batch = BatchSettings {
-        max_queue_size: code.max_queue_size.unwrap_or_else(|| {
-            parse_env(
-                var("OTEL_BSP_MAX_QUEUE_SIZE"),
-                "OTEL_BSP_MAX_QUEUE_SIZE",
-                &mut warnings,
-            )
-            .filter(|&n: &usize| n > 0)
-            .unwrap_or(DEFAULT_MAX_QUEUE_SIZE)
-        }),
-        max_export_batch_size: 0,
-        scheduled_delay: code.scheduled_delay.unwrap_or_else(|| {
-            parse_env(
-                var("OTEL_BSP_SCHEDULE_DELAY"),
-                "OTEL_BSP_SCHEDULE_DELAY",
-                &mut warnings,
-            )
-            .map(Duration::from_millis)
-            .unwrap_or(DEFAULT_SCHEDULED_DELAY)
-        }),
-    };
-    let max_export_batch_size = code
-        .max_export_batch_size
-        .unwrap_or_else(|| {
-            parse_env(
-                var("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"),
-                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-                &mut warnings,
-            )
-            .filter(|&n: &usize| n > 0)
-            .unwrap_or(DEFAULT_MAX_EXPORT_BATCH_SIZE)
-        })
-        .clamp(1, batch.max_queue_size.max(1));
-    let batch = BatchSettings {
-        max_export_batch_size,
-        ..batch
-    };
+    // Queues.
+    let batch = resolve_batch(
+        &BatchVars {
+            max_queue_size: "OTEL_BSP_MAX_QUEUE_SIZE",
+            max_export_batch_size: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            scheduled_delay: "OTEL_BSP_SCHEDULE_DELAY",
+            default_delay: DEFAULT_SCHEDULED_DELAY,
+        },
+        code,
+        &var,
+        &mut warnings,
+    );
+    let logs_batch = resolve_batch(
+        &BatchVars {
+            max_queue_size: "OTEL_BLRP_MAX_QUEUE_SIZE",
+            max_export_batch_size: "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
+            scheduled_delay: "OTEL_BLRP_SCHEDULE_DELAY",
+            default_delay: DEFAULT_LOGS_SCHEDULED_DELAY,
+        },
+        // The builder's queue settings are the span queue's.
+        &CodeSettings::default(),
+        &var,
+        &mut warnings,
+    );
 
     // Where spans go.
     let sdk_disabled = code
@@ -354,8 +418,36 @@ pub(crate) fn resolve(code: &CodeSettings, env: &BTreeMap<String, String>) -> Re
         TraceExport::Disabled
     } else if code.custom_exporter {
         TraceExport::Custom
+    } else if code_endpoint(code).is_some() || exporter_wanted(TRACES, true, &var, &mut warnings) {
+        // An endpoint set in code beats `OTEL_TRACES_EXPORTER=none`.
+        match resolve_otlp(TRACES, code, &var, &mut warnings) {
+            Some(otlp) => TraceExport::Otlp(otlp),
+            None => TraceExport::None,
+        }
     } else {
-        resolve_otlp(code, &var, &mut warnings)
+        TraceExport::None
+    };
+
+    // Where log records go. Unlike the specification (`otlp`), the default is `none`: log lines
+    // are written anyway, and usually collected from there.
+    let logs = if sdk_disabled {
+        LogExport::Disabled
+    } else if code
+        .logs_export
+        .unwrap_or_else(|| exporter_wanted(LOGS, false, &var, &mut warnings))
+    {
+        match resolve_otlp(LOGS, code, &var, &mut warnings) {
+            Some(otlp) => LogExport::Otlp(otlp),
+            None => {
+                warnings.push(
+                    "OTLP log export is on but no endpoint is set (OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_LOGS_ENDPOINT); log records are not exported"
+                        .to_owned(),
+                );
+                LogExport::None
+            }
+        }
+    } else {
+        LogExport::None
     };
 
     // Logs.
@@ -375,12 +467,18 @@ pub(crate) fn resolve(code: &CodeSettings, env: &BTreeMap<String, String>) -> Re
         None => var("RUST_LOG").unwrap_or(DEFAULT_LOG_FILTER).to_owned(),
     };
 
+    // Traces and logs read the same generic variables: report a bad one once.
+    let mut seen = std::collections::BTreeSet::new();
+    warnings.retain(|warning| seen.insert(warning.clone()));
+
     ResolvedConfig {
         service_name,
         resource_attributes: resource.into_iter().collect(),
         traces,
         sampling,
         batch,
+        logs,
+        logs_batch,
         log_format,
         log_filter,
         shutdown_timeout: code.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
@@ -388,16 +486,47 @@ pub(crate) fn resolve(code: &CodeSettings, env: &BTreeMap<String, String>) -> Re
     }
 }
 
+/// The OTLP endpoint set in code, if any.
+fn code_endpoint(code: &CodeSettings) -> Option<&str> {
+    code.otlp_endpoint
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+}
+
+/// Whether `OTEL_{SIGNAL}_EXPORTER` asks for OTLP: `otlp` or `none`; `default` when unset or
+/// not supported (with a warning).
+fn exporter_wanted<'e>(
+    signal: Signal,
+    default: bool,
+    var: &impl Fn(&str) -> Option<&'e str>,
+    warnings: &mut Vec<String>,
+) -> bool {
+    match var(signal.exporter) {
+        None => default,
+        Some(exporter) if exporter.eq_ignore_ascii_case("otlp") => true,
+        Some(exporter) if exporter.eq_ignore_ascii_case("none") => false,
+        Some(exporter) => {
+            warnings.push(format!(
+                "{}={exporter:?} is not supported (use `otlp` or `none`); using `{}`",
+                signal.exporter,
+                if default { "otlp" } else { "none" }
+            ));
+            default
+        }
+    }
+}
+
+/// How `signal` is exported by OTLP; `None` when no endpoint is configured. For every setting
+/// the code value beats the signal's variable, which beats the generic variable.
 fn resolve_otlp<'e>(
+    signal: Signal,
     code: &CodeSettings,
     var: &impl Fn(&str) -> Option<&'e str>,
     warnings: &mut Vec<String>,
-) -> TraceExport {
+) -> Option<OtlpSettings> {
     let protocol = code.protocol.unwrap_or_else(|| {
-        for name in [
-            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-        ] {
+        for name in [signal.protocol, "OTEL_EXPORTER_OTLP_PROTOCOL"] {
             if let Some(value) = var(name) {
                 match Protocol::parse(value) {
                     Some(protocol) => return protocol,
@@ -410,39 +539,23 @@ fn resolve_otlp<'e>(
         Protocol::HttpProtobuf
     });
 
-    // A base endpoint gets the signal path appended for HTTP; a traces endpoint is used as is.
+    // A base endpoint gets the signal path appended for HTTP; a signal endpoint is used as is.
     let base = |endpoint: &str| match protocol {
         Protocol::Grpc => endpoint.to_owned(),
-        Protocol::HttpProtobuf => format!("{}/v1/traces", endpoint.trim_end_matches('/')),
+        Protocol::HttpProtobuf => format!("{}{}", endpoint.trim_end_matches('/'), signal.path),
     };
-    let endpoint = match code
-        .otlp_endpoint
-        .as_deref()
-        .filter(|e| !e.trim().is_empty())
-    {
-        Some(endpoint) => Some(base(endpoint.trim())),
-        None => match var("OTEL_TRACES_EXPORTER") {
-            Some(exporter) if exporter.eq_ignore_ascii_case("none") => None,
-            other => {
-                if let Some(exporter) = other.filter(|e| !e.eq_ignore_ascii_case("otlp")) {
-                    warnings.push(format!(
-                        "OTEL_TRACES_EXPORTER={exporter:?} is not supported (use `otlp` or `none`); using `otlp`"
-                    ));
-                }
-                var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-                    .map(str::to_owned)
-                    .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT").map(base))
-            }
-        },
-    };
-    let Some(endpoint) = endpoint else {
-        return TraceExport::None;
+    let endpoint = match code_endpoint(code) {
+        Some(endpoint) => base(endpoint),
+        None => var(signal.endpoint)
+            .map(str::to_owned)
+            .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT").map(base))?,
     };
 
-    // Headers: the traces variable replaces the generic one; code headers replace env headers by key.
+    // Headers: the signal's variable replaces the generic one; code headers replace env headers
+    // by key.
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
-    let env_headers = var("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
-        .map(|raw| ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", raw))
+    let env_headers = var(signal.headers)
+        .map(|raw| (signal.headers, raw))
         .or_else(|| {
             var("OTEL_EXPORTER_OTLP_HEADERS").map(|raw| ("OTEL_EXPORTER_OTLP_HEADERS", raw))
         });
@@ -464,10 +577,7 @@ fn resolve_otlp<'e>(
     }
 
     let timeout = code.export_timeout.unwrap_or_else(|| {
-        for name in [
-            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-            "OTEL_EXPORTER_OTLP_TIMEOUT",
-        ] {
+        for name in [signal.timeout, "OTEL_EXPORTER_OTLP_TIMEOUT"] {
             if let Some(ms) = parse_env::<u64>(var(name), name, warnings) {
                 return Duration::from_millis(ms);
             }
@@ -475,12 +585,44 @@ fn resolve_otlp<'e>(
         DEFAULT_EXPORT_TIMEOUT
     });
 
-    TraceExport::Otlp(OtlpSettings {
+    Some(OtlpSettings {
         endpoint,
         protocol,
         headers: headers.into_iter().collect(),
         timeout,
     })
+}
+
+/// A batch processor's queue: code beats the variables of `vars`, which beat the defaults. The
+/// batch never exceeds the queue.
+fn resolve_batch<'e>(
+    vars: &BatchVars,
+    code: &CodeSettings,
+    var: &impl Fn(&str) -> Option<&'e str>,
+    warnings: &mut Vec<String>,
+) -> BatchSettings {
+    let mut count = |name: &str, default: usize| {
+        parse_env(var(name), name, warnings)
+            .filter(|&n: &usize| n > 0)
+            .unwrap_or(default)
+    };
+    let max_queue_size = code
+        .max_queue_size
+        .unwrap_or_else(|| count(vars.max_queue_size, DEFAULT_MAX_QUEUE_SIZE));
+    let max_export_batch_size = code
+        .max_export_batch_size
+        .unwrap_or_else(|| count(vars.max_export_batch_size, DEFAULT_MAX_EXPORT_BATCH_SIZE))
+        .clamp(1, max_queue_size.max(1));
+    let scheduled_delay = code.scheduled_delay.unwrap_or_else(|| {
+        parse_env(var(vars.scheduled_delay), vars.scheduled_delay, warnings)
+            .map(Duration::from_millis)
+            .unwrap_or(vars.default_delay)
+    });
+    BatchSettings {
+        max_queue_size,
+        max_export_batch_size,
+        scheduled_delay,
+    }
 }
 
 fn parse_env<T: std::str::FromStr>(
@@ -852,6 +994,155 @@ mod tests {
         let config = resolve(&c, &e);
         assert_eq!(config.batch.max_queue_size, 10_000);
         assert_eq!(config.batch.max_export_batch_size, 1000);
+    }
+
+    fn logs_otlp(config: &ResolvedConfig) -> &OtlpSettings {
+        match &config.logs {
+            LogExport::Otlp(otlp) => otlp,
+            other => panic!("expected OTLP log export, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn logs_are_not_exported_by_default() {
+        let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")]);
+        let config = resolve(&code("mes"), &e);
+        assert_eq!(config.logs, LogExport::None);
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        assert_eq!(
+            config.logs_batch,
+            BatchSettings {
+                max_queue_size: DEFAULT_MAX_QUEUE_SIZE,
+                max_export_batch_size: DEFAULT_MAX_EXPORT_BATCH_SIZE,
+                scheduled_delay: DEFAULT_LOGS_SCHEDULED_DELAY,
+            }
+        );
+    }
+
+    #[test]
+    fn logs_exporter_code_beats_env() {
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+            ("OTEL_LOGS_EXPORTER", "otlp"),
+        ]);
+        let config = resolve(&code("mes"), &e);
+        assert_eq!(logs_otlp(&config).endpoint, "http://collector:4318/v1/logs");
+        assert_eq!(logs_otlp(&config).protocol, Protocol::HttpProtobuf);
+        // Spans keep their own path.
+        assert_eq!(otlp(&config).endpoint, "http://collector:4318/v1/traces");
+
+        let mut c = code("mes");
+        c.logs_export = Some(false);
+        assert_eq!(resolve(&c, &e).logs, LogExport::None);
+
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_LOGS_EXPORTER", "none"),
+        ]);
+        let mut c = code("mes");
+        c.logs_export = Some(true);
+        assert_eq!(
+            logs_otlp(&resolve(&c, &e)).endpoint,
+            "http://collector:4318/v1/logs"
+        );
+
+        // An endpoint in code does not turn log export on by itself.
+        let mut c = code("mes");
+        c.otlp_endpoint = Some("http://code:4318".into());
+        assert_eq!(resolve(&c, &env(&[])).logs, LogExport::None);
+        c.logs_export = Some(true);
+        assert_eq!(
+            logs_otlp(&resolve(&c, &env(&[]))).endpoint,
+            "http://code:4318/v1/logs"
+        );
+    }
+
+    #[test]
+    fn logs_settings_use_the_logs_variables_first() {
+        let e = env(&[
+            ("OTEL_LOGS_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://logs:4317"),
+            ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-generic=1"),
+            ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "x-logs=2"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "3000"),
+            ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "1500"),
+            ("OTEL_BLRP_MAX_QUEUE_SIZE", "100"),
+            ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "500"),
+            ("OTEL_BLRP_SCHEDULE_DELAY", "250"),
+        ]);
+        let config = resolve(&code("mes"), &e);
+        let logs = logs_otlp(&config);
+        assert_eq!(logs.endpoint, "http://logs:4317");
+        assert_eq!(logs.protocol, Protocol::Grpc);
+        assert_eq!(logs.headers, vec![("x-logs".into(), "2".into())]);
+        assert_eq!(logs.timeout, Duration::from_millis(1500));
+        // The traces settings are untouched by the logs variables.
+        let traces = otlp(&config);
+        assert_eq!(traces.endpoint, "http://collector:4318/v1/traces");
+        assert_eq!(traces.protocol, Protocol::HttpProtobuf);
+        assert_eq!(traces.headers, vec![("x-generic".into(), "1".into())]);
+        assert_eq!(traces.timeout, Duration::from_secs(3));
+        // The log queue reads OTEL_BLRP_*, and the batch never exceeds the queue.
+        assert_eq!(config.logs_batch.max_queue_size, 100);
+        assert_eq!(config.logs_batch.max_export_batch_size, 100);
+        assert_eq!(
+            config.logs_batch.scheduled_delay,
+            Duration::from_millis(250)
+        );
+        assert_eq!(config.batch.max_queue_size, DEFAULT_MAX_QUEUE_SIZE);
+
+        // Code settings beat the logs variables too.
+        let mut c = code("mes");
+        c.protocol = Some(Protocol::HttpProtobuf);
+        c.otlp_endpoint = Some("http://code:4318".into());
+        c.export_timeout = Some(Duration::from_millis(250));
+        let logs = resolve(&c, &e).logs;
+        let LogExport::Otlp(logs) = logs else {
+            panic!("expected OTLP log export, got {logs:?}");
+        };
+        assert_eq!(logs.endpoint, "http://code:4318/v1/logs");
+        assert_eq!(logs.protocol, Protocol::HttpProtobuf);
+        assert_eq!(logs.timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn logs_export_without_endpoint_or_with_sdk_disabled() {
+        let config = resolve(&code("mes"), &env(&[("OTEL_LOGS_EXPORTER", "otlp")]));
+        assert_eq!(config.logs, LogExport::None);
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+
+        let e = env(&[
+            ("OTEL_LOGS_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ]);
+        assert_eq!(resolve(&code("mes"), &e).logs, LogExport::Disabled);
+
+        let e = env(&[
+            ("OTEL_LOGS_EXPORTER", "console"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+        ]);
+        let config = resolve(&code("mes"), &e);
+        assert_eq!(config.logs, LogExport::None);
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+        assert!(
+            config.warnings[0].contains("using `none`"),
+            "{:?}",
+            config.warnings
+        );
+    }
+
+    #[test]
+    fn a_bad_generic_variable_is_reported_once() {
+        let e = env(&[
+            ("OTEL_LOGS_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ]);
+        let config = resolve(&code("mes"), &e);
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
     }
 
     #[test]

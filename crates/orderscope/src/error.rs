@@ -35,8 +35,9 @@ pub enum InitError {
         /// The header name as given.
         name: String,
     },
-    /// The OTLP span exporter could not be built (for example an endpoint that is not a URL).
-    #[error("cannot build the OTLP span exporter")]
+    /// An OTLP exporter (of spans or of log records) could not be built (for example an
+    /// endpoint that is not a URL).
+    #[error("cannot build the OTLP exporter")]
     Exporter(#[source] opentelemetry_otlp::ExporterBuildError),
     /// The HTTP client for OTLP/HTTP export could not be built.
     #[error("cannot build the OTLP HTTP client")]
@@ -58,10 +59,11 @@ pub enum InitError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ShutdownError {
-    /// The pending spans were not flushed within the bound.
-    #[error("spans were not flushed within {0:?}")]
+    /// The pending spans (or log records) were not flushed within the bound.
+    #[error("spans or log records were not flushed within {0:?}")]
     Timeout(Duration),
-    /// The final export failed (the collector is unreachable or refused the spans).
-    #[error("the final span export failed: {0}")]
+    /// The final export failed (the collector is unreachable or refused the spans or log
+    /// records).
+    #[error("the final export failed: {0}")]
     Export(String),
 }

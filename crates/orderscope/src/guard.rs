@@ -3,12 +3,14 @@
 use std::fmt;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use opentelemetry_sdk::error::OTelSdkError;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
 use crate::env::ResolvedConfig;
@@ -24,13 +26,16 @@ const RUNTIME_STOP_TIMEOUT: Duration = Duration::from_millis(100);
 /// [`TelemetryBuilder::build`](crate::TelemetryBuilder::build).
 ///
 /// Keep it alive for the life of the service. [`shutdown`](Self::shutdown) flushes pending spans
-/// and stops the background threads; dropping it does the same, ignoring errors. Both are
-/// bounded: they return after at most the shutdown timeout (5 s unless set with
+/// (and log records, when they are exported by OTLP) and stops the background threads; dropping
+/// it does the same, ignoring errors. Both are bounded: they return after at most the shutdown
+/// timeout (5 s unless set with
 /// [`TelemetryBuilder::with_shutdown_timeout`](crate::TelemetryBuilder::with_shutdown_timeout))
-/// plus about 100 ms, even when the collector does not answer. Spans still queued then are lost.
+/// plus about 100 ms, even when the collector does not answer; spans and log records are flushed
+/// at the same time, each within that bound. Whatever is still queued then is lost.
 ///
 /// The globals it installed (subscriber, tracer provider, propagators, metrics recorder) stay
-/// installed after shutdown; spans ended afterwards are dropped and counted.
+/// installed after shutdown; spans ended afterwards are dropped and counted, log lines are still
+/// written, but no longer exported by OTLP.
 ///
 /// # Example
 ///
@@ -50,6 +55,9 @@ pub struct Telemetry {
 
 pub(crate) struct TelemetryInner {
     pub(crate) provider: Option<SdkTracerProvider>,
+    pub(crate) logger_provider: Option<SdkLoggerProvider>,
+    /// Set at shutdown: events no longer become OTLP log records.
+    pub(crate) logs_shut_down: Arc<AtomicBool>,
     pub(crate) queue: Arc<QueueState>,
     pub(crate) otlp_runtime: Option<OtlpRuntime>,
     pub(crate) upkeep: Option<Upkeep>,
@@ -116,23 +124,23 @@ impl Telemetry {
         &self.config
     }
 
-    /// Exports the spans queued so far and waits for the export (at most 5 s, the SDK's bound).
+    /// Exports the spans (and log records, when they are exported by OTLP) queued so far and
+    /// waits for the export (at most 5 s, the SDK's bound).
     ///
     /// # Errors
     ///
     /// [`ShutdownError::Timeout`] when the export did not finish in time,
     /// [`ShutdownError::Export`] when it failed.
     pub fn force_flush(&self) -> Result<(), ShutdownError> {
-        match self
-            .inner
-            .as_ref()
-            .and_then(|inner| inner.provider.as_ref())
-        {
-            Some(provider) => provider
-                .force_flush()
-                .map_err(|e| sdk_error(e, Duration::from_secs(5))),
-            None => Ok(()),
-        }
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        let (traces, logs) = both(
+            inner,
+            SdkTracerProvider::force_flush,
+            SdkLoggerProvider::force_flush,
+        );
+        first_error(traces, logs, Duration::from_secs(5))
     }
 
     /// Flushes pending spans and stops the background threads, within the shutdown timeout
@@ -152,12 +160,13 @@ impl Telemetry {
             return Ok(());
         };
         let timeout = self.config.shutdown_timeout;
-        let result = match &inner.provider {
-            Some(provider) => provider
-                .shutdown_with_timeout(timeout)
-                .map_err(|e| sdk_error(e, timeout)),
-            None => Ok(()),
-        };
+        inner.logs_shut_down.store(true, Ordering::Relaxed);
+        let (traces, logs) = both(
+            &inner,
+            |provider| provider.shutdown_with_timeout(timeout),
+            |provider| provider.shutdown_with_timeout(timeout),
+        );
+        let result = first_error(traces, logs, timeout);
         inner.queue.mark_shut_down();
         if let Some(upkeep) = inner.upkeep.take() {
             upkeep.stop();
@@ -173,6 +182,47 @@ impl Drop for Telemetry {
     fn drop(&mut self) {
         let _ = self.shutdown_inner();
     }
+}
+
+/// Runs `traces` on the tracer provider and `logs` on the logger provider at the same time (the
+/// latter on a scoped thread), so each gets the whole bound and both together take no longer
+/// than the slower one. When no thread can be started, runs them one after the other.
+fn both(
+    inner: &TelemetryInner,
+    traces: impl FnOnce(&SdkTracerProvider) -> OTelSdkResult,
+    logs: impl Fn(&SdkLoggerProvider) -> OTelSdkResult + Sync,
+) -> (Option<OTelSdkResult>, Option<OTelSdkResult>) {
+    let Some(logger_provider) = &inner.logger_provider else {
+        return (inner.provider.as_ref().map(traces), None);
+    };
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new()
+            .name("orderscope-flush-logs".to_owned())
+            .spawn_scoped(scope, || logs(logger_provider));
+        let traces = inner.provider.as_ref().map(traces);
+        let logs = match thread {
+            Ok(thread) => thread.join().unwrap_or_else(|_| {
+                Err(OTelSdkError::InternalFailure(
+                    "flushing log records panicked".to_owned(),
+                ))
+            }),
+            Err(_) => logs(logger_provider),
+        };
+        (traces, Some(logs))
+    })
+}
+
+/// The first error of the two results, spans first.
+fn first_error(
+    traces: Option<OTelSdkResult>,
+    logs: Option<OTelSdkResult>,
+    timeout: Duration,
+) -> Result<(), ShutdownError> {
+    traces
+        .into_iter()
+        .chain(logs)
+        .find_map(Result::err)
+        .map_or(Ok(()), |e| Err(sdk_error(e, timeout)))
 }
 
 fn sdk_error(error: OTelSdkError, timeout: Duration) -> ShutdownError {

@@ -7,27 +7,37 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use opentelemetry::logs::LogRecord as _;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _, WithTonicConfig as _};
+use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
+use opentelemetry_otlp::{
+    ExporterBuildError, HttpExporterBuilderSet, NoExporterBuilderSet, TonicExporterBuilderSet,
+    WithExportConfig, WithHttpConfig, WithTonicConfig,
+};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{
+    BatchLogProcessor, LogBatch, LogExporter, LogProcessor, SdkLogRecord, SdkLoggerProvider,
+};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter,
     SpanProcessor,
 };
+use orderscope_context::{OrderContext, OrderSpanProcessor};
 use orderscope_logs::{JsonLayer, LogFormat};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
-use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
 
 use crate::env::{
-    self, CodeSettings, MaskedHeaders, Protocol, ResolvedConfig, Sampling, TraceExport,
+    self, CodeSettings, LogExport, MaskedHeaders, OtlpSettings, Protocol, ResolvedConfig, Sampling,
+    Signal, TraceExport,
 };
 use crate::error::InitError;
 use crate::guard::{OtlpRuntime, Telemetry, TelemetryInner, Upkeep};
 
-/// Counter of failed exports, label `signal` (`traces`).
+/// Counter of failed exports, label `signal` (`traces`, `logs`).
 pub const EXPORT_FAILURES_METRIC: &str = "orderscope_export_failures_total";
 /// Counter of spans that were never exported, label `reason`: `queue_full` (the bounded export
 /// queue was full), `export_failed` (the batch they were in failed to export), `shutdown` (ended
@@ -104,6 +114,14 @@ type ExporterFactory =
 ///   `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` is set, over
 ///   `OTEL_EXPORTER_OTLP_PROTOCOL` = `http/protobuf` (the default) or `grpc`; also installed as
 ///   the global tracer provider;
+/// - when `OTEL_LOGS_EXPORTER=otlp` (or [`with_logs_export(true)`](Self::with_logs_export)): an
+///   OpenTelemetry [`SdkLoggerProvider`] with a batch log processor and an OTLP log exporter
+///   (endpoint, protocol, headers and timeout resolved as for spans, with the `LOGS` variables in
+///   place of the `TRACES` ones), fed by the `opentelemetry-appender-tracing` layer: every event
+///   becomes a log record with the trace and span ids of the current span, the order fields in
+///   scope and the same resource as the spans. Log lines are written as well. Not installed as
+///   a global. The specification's default for `OTEL_LOGS_EXPORTER` is `otlp`; orderscope's is
+///   `none`, because the log lines are usually collected already;
 /// - the W3C Trace Context and Baggage propagators, globally, always;
 /// - the Prometheus recorder from `orderscope_metrics::prometheus_builder()` (explicit buckets
 ///   for every histogram of the catalogue), globally, with upkeep every 5 s;
@@ -113,16 +131,21 @@ type ExporterFactory =
 /// Then it logs one INFO line with the resolved configuration (header values masked), a WARN
 /// line for each ignored environment value, and a WARN line when spans are not exported.
 ///
-/// Variables read: `OTEL_SDK_DISABLED`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
-/// `OTEL_TRACES_EXPORTER` (`otlp` | `none`), `OTEL_TRACES_SAMPLER` (+ `_ARG`),
-/// `OTEL_EXPORTER_OTLP_{,TRACES_}{ENDPOINT,PROTOCOL,HEADERS,TIMEOUT}`,
-/// `OTEL_BSP_{MAX_QUEUE_SIZE,MAX_EXPORT_BATCH_SIZE,SCHEDULE_DELAY}`, `RUST_LOG`,
+/// Variables read (the list is [`ENV_VARS`](crate::ENV_VARS)): `OTEL_SDK_DISABLED`,
+/// `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_EXPORTER` (`otlp` | `none`,
+/// default `otlp`), `OTEL_LOGS_EXPORTER` (`otlp` | `none`, default `none`),
+/// `OTEL_TRACES_SAMPLER` (+ `_ARG`),
+/// `OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}{ENDPOINT,PROTOCOL,HEADERS,TIMEOUT}`,
+/// `OTEL_BSP_{MAX_QUEUE_SIZE,MAX_EXPORT_BATCH_SIZE,SCHEDULE_DELAY}` (spans),
+/// `OTEL_BLRP_{MAX_QUEUE_SIZE,MAX_EXPORT_BATCH_SIZE,SCHEDULE_DELAY}` (log records), `RUST_LOG`,
 /// `ORDERSCOPE_LOG_FORMAT`. The service name given in code beats `OTEL_SERVICE_NAME`, which is
 /// used when the name given is empty.
 ///
 /// Export never blocks the caller: spans wait in a bounded queue (spans beyond it are dropped
 /// and counted in `orderscope_spans_dropped_total{reason="queue_full"}`); failed exports are
-/// counted in `orderscope_export_failures_total{signal="traces"}`.
+/// counted in `orderscope_export_failures_total{signal="traces"}`. Exported log records wait in
+/// a bounded queue of their own (records beyond it are dropped); failed exports are counted in
+/// `orderscope_export_failures_total{signal="logs"}`.
 pub struct TelemetryBuilder {
     code: CodeSettings,
     env: Option<BTreeMap<String, String>>,
@@ -157,13 +180,15 @@ impl TelemetryBuilder {
 
     /// Exports spans by OTLP to this base endpoint (`http://collector:4318`; for `http/protobuf`
     /// the path `/v1/traces` is appended). Beats `OTEL_EXPORTER_OTLP_{,TRACES_}ENDPOINT`.
-    /// Defaults to no export.
+    /// Defaults to no export. Log records go there too (`/v1/logs`) when
+    /// [`with_logs_export`](Self::with_logs_export) or `OTEL_LOGS_EXPORTER` turn their export on;
+    /// the endpoint alone does not.
     pub fn with_otlp_endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.code.otlp_endpoint = Some(endpoint.into());
         self
     }
 
-    /// The OTLP transport. Beats `OTEL_EXPORTER_OTLP_{,TRACES_}PROTOCOL`. Defaults to
+    /// The OTLP transport. Beats `OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}PROTOCOL`. Defaults to
     /// [`Protocol::HttpProtobuf`].
     pub fn with_otlp_protocol(mut self, protocol: Protocol) -> Self {
         self.code.protocol = Some(protocol);
@@ -171,14 +196,14 @@ impl TelemetryBuilder {
     }
 
     /// Adds a header to every OTLP export. Beats the same key in
-    /// `OTEL_EXPORTER_OTLP_{,TRACES_}HEADERS`. Values never appear in logs.
+    /// `OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}HEADERS`. Values never appear in logs.
     pub fn with_otlp_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.code.headers.push((name.into(), value.into()));
         self
     }
 
     /// How long one export may take, retries included. Beats
-    /// `OTEL_EXPORTER_OTLP_{,TRACES_}TIMEOUT`. Defaults to 10 s.
+    /// `OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}TIMEOUT`. Defaults to 10 s.
     pub fn with_export_timeout(mut self, timeout: Duration) -> Self {
         self.code.export_timeout = Some(timeout);
         self
@@ -191,8 +216,9 @@ impl TelemetryBuilder {
         self
     }
 
-    /// Disables (or, with `false`, enables despite `OTEL_SDK_DISABLED=true`) span recording.
-    /// Logs and metrics stay on. Defaults to `OTEL_SDK_DISABLED`, else enabled.
+    /// Disables (or, with `false`, enables despite `OTEL_SDK_DISABLED=true`) span recording and
+    /// the OTLP export of log records. Log lines and metrics stay on. Defaults to
+    /// `OTEL_SDK_DISABLED`, else enabled.
     pub fn with_sdk_disabled(mut self, disabled: bool) -> Self {
         self.code.sdk_disabled = Some(disabled);
         self
@@ -261,6 +287,21 @@ impl TelemetryBuilder {
         self.exporter = Some(Box::new(move |queue, config| {
             batch_processor(CountingExporter::new(exporter, queue), config)
         }));
+        self
+    }
+
+    /// Exports log records by OTLP too (`true`) or not (`false`), to the endpoint spans go to
+    /// (`/v1/logs` for HTTP) unless `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` names another. Log lines
+    /// are written to the log writer either way. Beats `OTEL_LOGS_EXPORTER`. Defaults to no
+    /// export.
+    ///
+    /// Every event that passes the log filter becomes a log record with the severity, the
+    /// message as body, the event fields and the order fields in scope as attributes, and the
+    /// trace and span ids of the current span. Records wait in a bounded queue
+    /// (`OTEL_BLRP_MAX_QUEUE_SIZE`, default 2048; records beyond it are dropped); failed exports
+    /// are counted in `orderscope_export_failures_total{signal="logs"}`.
+    pub fn with_logs_export(mut self, export: bool) -> Self {
+        self.code.logs_export = Some(export);
         self
     }
 
@@ -345,65 +386,48 @@ impl TelemetryBuilder {
             }
         };
 
+        // The exporters first: building them can fail, and nothing runs yet that would need
+        // stopping then (a gRPC runtime stops when dropped).
+        let mut otlp_runtime = None;
+        let span_exporter = match &config.traces {
+            TraceExport::Otlp(otlp) => Some(
+                otlp_exporter(
+                    opentelemetry_otlp::SpanExporter::builder(),
+                    otlp,
+                    env::TRACES,
+                    &mut otlp_runtime,
+                )
+                .map_err(before_globals)?,
+            ),
+            _ => None,
+        };
+        let log_exporter = match &config.logs {
+            LogExport::Otlp(otlp) => Some(
+                otlp_exporter(
+                    opentelemetry_otlp::LogExporter::builder(),
+                    otlp,
+                    env::LOGS,
+                    &mut otlp_runtime,
+                )
+                .map_err(before_globals)?,
+            ),
+            _ => None,
+        };
+
         // The span pipeline.
+        let resource = resource(&config);
         let queue = Arc::new(QueueState::new(config.batch.max_queue_size));
         let batch_config = BatchConfigBuilder::default()
             .with_max_queue_size(config.batch.max_queue_size)
             .with_max_export_batch_size(config.batch.max_export_batch_size)
             .with_scheduled_delay(config.batch.scheduled_delay);
-        let mut otlp_runtime = None;
-        let exporting: Option<BatchSpanProcessor> = match (&config.traces, self.exporter) {
-            (TraceExport::Custom, Some(factory)) => Some(factory(queue.clone(), batch_config)),
-            (TraceExport::Otlp(otlp), _) => {
-                let processor = match otlp.protocol {
-                    Protocol::HttpProtobuf => {
-                        let client = HttpHeaderOverride {
-                            headers: http_headers(&otlp.headers).map_err(before_globals)?,
-                            inner: blocking_http_client(otlp.timeout).map_err(before_globals)?,
-                        };
-                        let exporter = opentelemetry_otlp::SpanExporter::builder()
-                            .with_http()
-                            .with_endpoint(otlp.endpoint.clone())
-                            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                            .with_timeout(otlp.timeout)
-                            .with_http_client(client)
-                            .build()
-                            .map_err(|e| before_globals(InitError::Exporter(e)))?;
-                        batch_processor(
-                            CountingExporter::new(exporter, queue.clone()),
-                            batch_config,
-                        )
-                    }
-                    Protocol::Grpc => {
-                        let metadata = grpc_metadata(&otlp.headers).map_err(before_globals)?;
-                        let runtime = OtlpRuntime::start().map_err(|source| {
-                            before_globals(InitError::Thread {
-                                what: "OTLP gRPC runtime",
-                                source,
-                            })
-                        })?;
-                        let exporter = {
-                            // tonic's channel spawns its connection tasks on the current runtime:
-                            // ours, so export works inside or outside the service's runtime and
-                            // keeps working while that runtime is blocked or shutting down.
-                            let _entered = runtime.handle().enter();
-                            opentelemetry_otlp::SpanExporter::builder()
-                                .with_tonic()
-                                .with_endpoint(otlp.endpoint.clone())
-                                .with_protocol(opentelemetry_otlp::Protocol::Grpc)
-                                .with_timeout(otlp.timeout)
-                                .with_interceptor(HeaderOverride(Arc::new(metadata)))
-                                .build()
-                                .map_err(|e| before_globals(InitError::Exporter(e)))?
-                        };
-                        otlp_runtime = Some(runtime);
-                        batch_processor(
-                            CountingExporter::new(exporter, queue.clone()),
-                            batch_config,
-                        )
-                    }
-                };
-                Some(processor)
+        let exporting: Option<BatchSpanProcessor> = match (span_exporter, self.exporter) {
+            (Some(exporter), _) => Some(batch_processor(
+                CountingExporter::new(exporter, queue.clone()),
+                batch_config,
+            )),
+            (None, Some(factory)) if config.traces == TraceExport::Custom => {
+                Some(factory(queue.clone(), batch_config))
             }
             _ => None,
         };
@@ -411,19 +435,42 @@ impl TelemetryBuilder {
         let provider = match config.traces {
             TraceExport::Disabled => None,
             _ => {
-                let mut builder = SdkTracerProvider::builder()
-                    .with_resource(resource(&config))
-                    .with_sampler(config.sampling.to_sampler())
-                    .with_span_processor(orderscope_context::OrderSpanProcessor);
-                if let Some(processor) = exporting {
-                    builder = builder.with_span_processor(QueueGuard {
-                        inner: processor,
-                        queue: queue.clone(),
-                    });
-                }
+                let builder = SdkTracerProvider::builder()
+                    .with_resource(resource.clone())
+                    .with_sampler(config.sampling.to_sampler());
+                // One processor: with two, the SDK clones every finished span once per processor.
+                let builder = match exporting {
+                    Some(processor) => {
+                        builder.with_span_processor(OrderSpanProcessor::wrap(QueueGuard {
+                            inner: processor,
+                            queue: queue.clone(),
+                        }))
+                    }
+                    None => builder.with_span_processor(OrderSpanProcessor),
+                };
                 Some(builder.build())
             }
         };
+
+        // The log record pipeline, when log records are exported.
+        let logs_shut_down = Arc::new(AtomicBool::new(false));
+        let logger_provider = log_exporter.map(|exporter| {
+            let batch = opentelemetry_sdk::logs::BatchConfigBuilder::default()
+                .with_max_queue_size(config.logs_batch.max_queue_size)
+                .with_max_export_batch_size(config.logs_batch.max_export_batch_size)
+                .with_scheduled_delay(config.logs_batch.scheduled_delay)
+                .build();
+            SdkLoggerProvider::builder()
+                .with_resource(resource)
+                // Runs first, so the batch processor queues the record with the order fields.
+                .with_log_processor(OrderLogProcessor)
+                .with_log_processor(
+                    BatchLogProcessor::builder(LogFailureCounter(exporter))
+                        .with_batch_config(batch)
+                        .build(),
+                )
+                .build()
+        });
 
         // The tracing subscriber.
         // Colours only on a terminal: never in files, pipes or a custom writer.
@@ -451,16 +498,27 @@ impl TelemetryBuilder {
         let otel_layer = provider.as_ref().map(|provider| {
             tracing_opentelemetry::layer().with_tracer(provider.tracer(TRACER_NAME))
         });
+        // The bridge reads trace and span ids from the OpenTelemetry context, which the layer
+        // above makes current while a span is entered.
+        let logs_layer = logger_provider.as_ref().map(|logger_provider| {
+            OpenTelemetryTracingBridge::new(logger_provider).with_filter(BridgeFilter {
+                shut_down: logs_shut_down.clone(),
+            })
+        });
         let subscriber = tracing_subscriber::registry()
             .with(filter)
             .with(json_layer)
             .with(pretty_layer)
-            .with(otel_layer);
+            .with(otel_layer)
+            .with(logs_layer);
 
         // Globals: the subscriber first (the one most often taken already), then the rest.
         if let Err(error) = tracing::subscriber::set_global_default(subscriber) {
             if let Some(provider) = &provider {
                 let _ = provider.shutdown_with_timeout(Duration::from_millis(100));
+            }
+            if let Some(logger_provider) = &logger_provider {
+                let _ = logger_provider.shutdown_with_timeout(Duration::from_millis(100));
             }
             return Err(before_globals(InitError::SubscriberAlreadySet(error)));
         }
@@ -483,7 +541,7 @@ impl TelemetryBuilder {
             return Err((InitError::RecorderAlreadySet, true));
         }
         orderscope_metrics::describe_all();
-        describe_own_metrics();
+        describe_own_metrics(logger_provider.is_some());
         let upkeep = Upkeep::start(prometheus.clone()).map_err(|source| {
             (
                 InitError::Thread {
@@ -499,6 +557,8 @@ impl TelemetryBuilder {
         Ok(Telemetry::new(
             TelemetryInner {
                 provider,
+                logger_provider,
+                logs_shut_down,
                 queue,
                 otlp_runtime,
                 upkeep: Some(upkeep),
@@ -533,14 +593,17 @@ where
         .build()
 }
 
-fn describe_own_metrics() {
+fn describe_own_metrics(logs_exported: bool) {
     metrics::describe_counter!(EXPORT_FAILURES_METRIC, "Exports that failed, by signal.");
     metrics::describe_counter!(
         SPANS_DROPPED_METRIC,
         "Spans that were never exported, by reason (queue_full, export_failed, shutdown)."
     );
     // Register the series at zero so dashboards and alerts see them before the first failure.
-    metrics::counter!(EXPORT_FAILURES_METRIC, "signal" => "traces").absolute(0);
+    metrics::counter!(EXPORT_FAILURES_METRIC, "signal" => env::TRACES.name).absolute(0);
+    if logs_exported {
+        metrics::counter!(EXPORT_FAILURES_METRIC, "signal" => env::LOGS.name).absolute(0);
+    }
     for reason in ["queue_full", "export_failed", "shutdown"] {
         metrics::counter!(SPANS_DROPPED_METRIC, "reason" => reason).absolute(0);
     }
@@ -568,6 +631,11 @@ fn log_startup(config: &ResolvedConfig) {
     let headers = otlp
         .filter(|o| !o.headers.is_empty())
         .map(|o| MaskedHeaders(&o.headers).to_string());
+    let (logs_exporter, logs_otlp) = match &config.logs {
+        LogExport::Otlp(otlp) => ("otlp", Some(otlp)),
+        LogExport::Disabled => ("disabled", None),
+        _ => ("none", None),
+    };
     let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     // `service.name` is on every line already; empty settings are left out.
     tracing::info!(
@@ -578,6 +646,9 @@ fn log_startup(config: &ResolvedConfig) {
         protocol = otlp.map(|o| o.protocol.as_str()),
         headers = headers.as_deref(),
         export_timeout_ms = otlp.map(|o| millis(o.timeout)),
+        logs_exporter,
+        logs_endpoint = logs_otlp.map(|o| o.endpoint.as_str()),
+        logs_protocol = logs_otlp.map(|o| o.protocol.as_str()),
         sampler = %config.sampling,
         queue_size = config.batch.max_queue_size,
         log_format = %config.log_format,
@@ -633,6 +704,102 @@ fn install_panic_hook() {
     }));
 }
 
+/// The OTLP exporter builders of the SDK (spans, log records), so one function sets up both.
+trait OtlpExporterBuilder {
+    /// What the builder builds.
+    type Exporter;
+    /// The builder once HTTP is chosen.
+    type Http: WithExportConfig + WithHttpConfig;
+    /// The builder once gRPC is chosen.
+    type Grpc: WithExportConfig + WithTonicConfig;
+
+    fn http(self) -> Self::Http;
+    fn grpc(self) -> Self::Grpc;
+    fn build_http(builder: Self::Http) -> Result<Self::Exporter, ExporterBuildError>;
+    fn build_grpc(builder: Self::Grpc) -> Result<Self::Exporter, ExporterBuildError>;
+}
+
+/// Implements [`OtlpExporterBuilder`] for an SDK builder type; the SDK's builders share method
+/// names but no trait.
+macro_rules! otlp_exporter_builder {
+    ($builder:ident => $exporter:ty) => {
+        impl OtlpExporterBuilder for opentelemetry_otlp::$builder<NoExporterBuilderSet> {
+            type Exporter = $exporter;
+            type Http = opentelemetry_otlp::$builder<HttpExporterBuilderSet>;
+            type Grpc = opentelemetry_otlp::$builder<TonicExporterBuilderSet>;
+
+            fn http(self) -> Self::Http {
+                self.with_http()
+            }
+            fn grpc(self) -> Self::Grpc {
+                self.with_tonic()
+            }
+            fn build_http(builder: Self::Http) -> Result<Self::Exporter, ExporterBuildError> {
+                builder.build()
+            }
+            fn build_grpc(builder: Self::Grpc) -> Result<Self::Exporter, ExporterBuildError> {
+                builder.build()
+            }
+        }
+    };
+}
+
+otlp_exporter_builder!(SpanExporterBuilder => opentelemetry_otlp::SpanExporter);
+otlp_exporter_builder!(LogExporterBuilder => opentelemetry_otlp::LogExporter);
+
+/// Builds the OTLP exporter of `signal` with the resolved endpoint, protocol, headers and
+/// timeout. gRPC exporters get their connection tasks on the private runtime in `runtime`,
+/// started by the first of them.
+fn otlp_exporter<B: OtlpExporterBuilder>(
+    builder: B,
+    otlp: &OtlpSettings,
+    signal: Signal,
+    runtime: &mut Option<OtlpRuntime>,
+) -> Result<B::Exporter, InitError> {
+    match otlp.protocol {
+        Protocol::HttpProtobuf => {
+            let client = HttpHeaderOverride {
+                headers: http_headers(&otlp.headers)?,
+                env_headers: signal.headers,
+                inner: blocking_http_client(otlp.timeout)?,
+            };
+            let builder = builder
+                .http()
+                .with_endpoint(otlp.endpoint.clone())
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_timeout(otlp.timeout)
+                .with_http_client(client);
+            B::build_http(builder).map_err(InitError::Exporter)
+        }
+        Protocol::Grpc => {
+            let metadata = grpc_metadata(&otlp.headers)?;
+            let runtime = match runtime {
+                Some(runtime) => runtime,
+                None => {
+                    runtime.insert(OtlpRuntime::start().map_err(|source| InitError::Thread {
+                        what: "OTLP gRPC runtime",
+                        source,
+                    })?)
+                }
+            };
+            // tonic's channel spawns its connection tasks on the current runtime: ours, so
+            // export works inside or outside the service's runtime and keeps working while that
+            // runtime is blocked or shutting down.
+            let _entered = runtime.handle().enter();
+            let builder = builder
+                .grpc()
+                .with_endpoint(otlp.endpoint.clone())
+                .with_protocol(opentelemetry_otlp::Protocol::Grpc)
+                .with_timeout(otlp.timeout)
+                .with_interceptor(HeaderOverride {
+                    metadata: Arc::new(metadata),
+                    env_headers: signal.headers,
+                });
+            B::build_grpc(builder).map_err(InitError::Exporter)
+        }
+    }
+}
+
 /// gRPC metadata from the resolved headers.
 fn grpc_metadata(headers: &[(String, String)]) -> Result<tonic::metadata::MetadataMap, InitError> {
     let mut metadata = tonic::metadata::MetadataMap::new();
@@ -649,7 +816,11 @@ fn grpc_metadata(headers: &[(String, String)]) -> Result<tonic::metadata::Metada
 /// Sets the resolved headers on every gRPC export, replacing what the exporter read from the
 /// process environment behind our back, so code settings keep beating the environment.
 #[derive(Clone)]
-struct HeaderOverride(Arc<tonic::metadata::MetadataMap>);
+struct HeaderOverride {
+    metadata: Arc<tonic::metadata::MetadataMap>,
+    /// The signal's headers variable, which the exporter reads (before the generic one).
+    env_headers: &'static str,
+}
 
 impl tonic::service::Interceptor for HeaderOverride {
     fn call(
@@ -657,10 +828,10 @@ impl tonic::service::Interceptor for HeaderOverride {
         mut request: tonic::Request<()>,
     ) -> Result<tonic::Request<()>, tonic::Status> {
         let metadata = request.metadata_mut();
-        for name in env_header_names() {
+        for name in env_header_names(self.env_headers) {
             metadata.remove(name.as_str());
         }
-        for entry in self.0.iter() {
+        for entry in self.metadata.iter() {
             if let tonic::metadata::KeyAndValueRef::Ascii(key, value) = entry {
                 metadata.insert(key.clone(), value.clone());
             }
@@ -706,6 +877,8 @@ fn blocking_http_client(timeout: Duration) -> Result<reqwest::blocking::Client, 
 struct HttpHeaderOverride {
     inner: reqwest::blocking::Client,
     headers: http::HeaderMap,
+    /// The signal's headers variable, which the exporter reads (before the generic one).
+    env_headers: &'static str,
 }
 
 impl opentelemetry_http::HttpClient for HttpHeaderOverride {
@@ -728,7 +901,7 @@ impl opentelemetry_http::HttpClient for HttpHeaderOverride {
         Self: 'f,
     {
         let headers = request.headers_mut();
-        for name in env_header_names() {
+        for name in env_header_names(self.env_headers) {
             headers.remove(name.as_str());
         }
         for (name, value) in &self.headers {
@@ -738,9 +911,10 @@ impl opentelemetry_http::HttpClient for HttpHeaderOverride {
     }
 }
 
-/// The header names the OTLP exporter reads from the process environment on its own.
-fn env_header_names() -> Vec<String> {
-    let raw = std::env::var("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+/// The header names the OTLP exporter reads from the process environment on its own: from the
+/// signal's variable `signal_var`, else from the generic one.
+fn env_header_names(signal_var: &str) -> Vec<String> {
+    let raw = std::env::var(signal_var)
         .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_HEADERS"))
         .unwrap_or_default();
     raw.split(',')
@@ -844,7 +1018,8 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
         async move {
             let result = export.await;
             if result.is_err() {
-                metrics::counter!(EXPORT_FAILURES_METRIC, "signal" => "traces").increment(1);
+                metrics::counter!(EXPORT_FAILURES_METRIC, "signal" => env::TRACES.name)
+                    .increment(1);
                 metrics::counter!(SPANS_DROPPED_METRIC, "reason" => "export_failed")
                     .increment(u64::try_from(spans).unwrap_or(u64::MAX));
             }
@@ -862,5 +1037,116 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
 
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
+    }
+}
+
+/// Adds the fields of the order in scope to every log record, as the JSON log layer does for
+/// log lines. Runs in the thread that logs, so `Context::current()` is the caller's. Fields the
+/// event carries itself (`order_event!`, `stage!`) are not added twice.
+#[derive(Debug)]
+struct OrderLogProcessor;
+
+impl LogProcessor for OrderLogProcessor {
+    fn emit(&self, record: &mut SdkLogRecord, _scope: &opentelemetry::InstrumentationScope) {
+        let Some(order) = OrderContext::current() else {
+            return;
+        };
+        order.for_each_field(|key, value| {
+            if !record.attributes_iter().any(|(k, _)| k.as_str() == key) {
+                record.add_attribute(
+                    opentelemetry::Key::from_static_str(key),
+                    opentelemetry::logs::AnyValue::from(value.to_owned()),
+                );
+            }
+        });
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// Counts failed log exports in `orderscope_export_failures_total{signal="logs"}`.
+#[derive(Debug)]
+struct LogFailureCounter<E>(E);
+
+impl<E: LogExporter> LogExporter for LogFailureCounter<E> {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        let result = self.0.export(batch).await;
+        if result.is_err() {
+            metrics::counter!(EXPORT_FAILURES_METRIC, "signal" => env::LOGS.name).increment(1);
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn event_enabled(
+        &self,
+        level: opentelemetry::logs::Severity,
+        target: &str,
+        name: Option<&str>,
+    ) -> bool {
+        self.0.event_enabled(level, target, name)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource);
+    }
+}
+
+/// Which events become OTLP log records: not those of the crates that export them (they would
+/// feed back into the export, e.g. with `RUST_LOG=debug`), and none after shutdown.
+#[derive(Debug)]
+struct BridgeFilter {
+    shut_down: Arc<AtomicBool>,
+}
+
+impl BridgeFilter {
+    /// The crates that OTLP export runs through.
+    fn is_export_internal(target: &str) -> bool {
+        let krate = target.split("::").next().unwrap_or(target);
+        matches!(
+            krate,
+            "h2" | "hyper"
+                | "hyper_util"
+                | "reqwest"
+                | "tonic"
+                | "tower"
+                | "opentelemetry"
+                | "opentelemetry_sdk"
+                | "opentelemetry_otlp"
+                | "opentelemetry_http"
+        )
+    }
+}
+
+impl<S> tracing_subscriber::layer::Filter<S> for BridgeFilter {
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        _cx: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        meta.is_event()
+            && !Self::is_export_internal(meta.target())
+            && !self.shut_down.load(Ordering::Relaxed)
+    }
+
+    fn callsite_enabled(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if meta.is_span() || Self::is_export_internal(meta.target()) {
+            tracing::subscriber::Interest::never()
+        } else {
+            // Decided per event: the shutdown flag changes.
+            tracing::subscriber::Interest::sometimes()
+        }
     }
 }

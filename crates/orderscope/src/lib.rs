@@ -16,6 +16,10 @@
 //! - the OpenTelemetry tracer provider behind `tracing-opentelemetry`, exporting by OTLP (gRPC
 //!   or HTTP/protobuf) when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, through a bounded queue whose
 //!   drops are counted;
+//! - optionally (`OTEL_LOGS_EXPORTER=otlp` or
+//!   [`with_logs_export`](TelemetryBuilder::with_logs_export)), OTLP export of log records too,
+//!   through `opentelemetry-appender-tracing`, with the trace and span ids and the order fields;
+//!   the log lines are written either way;
 //! - the W3C Trace Context and Baggage propagators;
 //! - the Prometheus recorder, served by [`Telemetry::metrics_router`] (`GET /metrics`);
 //! - a panic hook that logs panics with their trace ids.
@@ -67,9 +71,10 @@ pub mod prelude;
 pub mod __private;
 
 pub use self::env::{
-    BatchSettings, DEFAULT_EXPORT_TIMEOUT, DEFAULT_LOG_FILTER, DEFAULT_MAX_EXPORT_BATCH_SIZE,
-    DEFAULT_MAX_QUEUE_SIZE, DEFAULT_SCHEDULED_DELAY, DEFAULT_SHUTDOWN_TIMEOUT, ENV_VARS,
-    OtlpSettings, Protocol, ResolvedConfig, Sampling, TraceExport,
+    BatchSettings, DEFAULT_EXPORT_TIMEOUT, DEFAULT_LOG_FILTER, DEFAULT_LOGS_SCHEDULED_DELAY,
+    DEFAULT_MAX_EXPORT_BATCH_SIZE, DEFAULT_MAX_QUEUE_SIZE, DEFAULT_SCHEDULED_DELAY,
+    DEFAULT_SHUTDOWN_TIMEOUT, ENV_VARS, LogExport, OtlpSettings, Protocol, ResolvedConfig,
+    Sampling, TraceExport,
 };
 pub use self::error::{InitError, ShutdownError};
 pub use self::guard::Telemetry;

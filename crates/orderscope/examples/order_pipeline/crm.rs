@@ -13,8 +13,8 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use lapin::options::{BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use orderscope::tower::Order;
 use orderscope::amqp::{Message, RetryPolicy, RunOptions, TracedChannel, run};
+use orderscope::tower::Order;
 use serde::Serialize;
 use tokio::sync::watch;
 
