@@ -104,3 +104,8 @@ pub use opentelemetry_otlp;
 pub use opentelemetry_sdk;
 pub use tracing;
 pub use tracing_opentelemetry;
+
+/// The README's code compiles.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
