@@ -92,8 +92,15 @@ fn instrument(kind: Kind, args: &Args, func: ItemFn) -> syn::Result<TokenStream>
         ReturnType::Type(_, ty) => ty.span(),
     };
 
+    // The body's statements are spliced into a block of our own, never the user's block as the
+    // tail of ours: `{ { Ok(()) } }` would make rustc report `unused_braces` on the user's
+    // braces. The user's inner attributes (`#![allow(..)]`) go on the new function body.
+    let (outer_attrs, inner_attrs): (Vec<_>, Vec<_>) = attrs
+        .into_iter()
+        .partition(|attr| matches!(attr.style, syn::AttrStyle::Outer));
     let fake_return = fake_return_edge(&sig.output);
-    let body = quote!({ #fake_return #block });
+    let stmts = &block.stmts;
+    let body = quote!({ #fake_return #(#stmts)* });
 
     let classify = if is_result {
         let error = quote_spanned!(ret_span=> #private::result_error(&__orderscope_ret));
@@ -115,9 +122,10 @@ fn instrument(kind: Kind, args: &Args, func: ItemFn) -> syn::Result<TokenStream>
 
     let enter = quote! {
         let __orderscope_call = {
-            static __ORDERSCOPE_RED: #private::RedFn =
-                #private::RedFn::new(#name, ::core::module_path!(), #track);
-            __ORDERSCOPE_RED.enter()
+            static __ORDERSCOPE_RED: #private::FunctionMetrics =
+                #private::FunctionMetrics::new(#name, ::core::module_path!())
+                    .track_concurrency(#track);
+            __ORDERSCOPE_RED.start()
         };
     };
 
@@ -171,8 +179,9 @@ fn instrument(kind: Kind, args: &Args, func: ItemFn) -> syn::Result<TokenStream>
     };
 
     Ok(quote! {
-        #(#attrs)*
+        #(#outer_attrs)*
         #vis #sig {
+            #(#inner_attrs)*
             #enter
             #run
             #classify

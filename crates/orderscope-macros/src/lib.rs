@@ -21,10 +21,11 @@
 //! `orderscope::ErrorType`): the expansions call `::orderscope::__private`, which is not a
 //! stable API.
 //!
-//! Costs: the metric keys of each function are built at compile time into a `static`, and the
+//! Costs: each function gets a `static` `orderscope_metrics::red::FunctionMetrics`, whose
 //! metric handles are resolved once against the global recorder, so a call costs two clock
 //! reads and a few atomic operations, less than a hand-written `counter!` + `histogram!`
-//! with the same labels.
+//! with the same labels. Under a thread-local recorder (`metrics::with_local_recorder`, as in
+//! tests) the handles are resolved on every call, so each recorder sees exactly its own calls.
 //!
 //! # Example
 //!

@@ -25,7 +25,8 @@ static HISTOGRAM_CACHE: HistogramCache<(u8, u16, u16)> = HistogramCache::new(
 );
 static INDEXED: IndexedCache<Counter> =
     IndexedCache::new("bench_indexed_total", &["method", "route", "status"], 64);
-static FUNCTION: FunctionMetrics = FunctionMetrics::new("bench_fn", "bench");
+static FUNCTION: FunctionMetrics =
+    FunctionMetrics::new("bench_fn", "bench").track_concurrency(true);
 
 fn labels(key: &(u8, u16, u16)) -> Vec<Label> {
     vec![

@@ -10,7 +10,7 @@ use orderscope_metrics::{CounterCache, SeriesLimit};
 use orderscope_testing::LocalMetrics;
 
 static JOBS: CounterCache<u8> = CounterCache::new("jobs_total", &["kind"], SeriesLimit::new(2));
-static WORK: FunctionMetrics = FunctionMetrics::new("work", "global_tests");
+static WORK: FunctionMetrics = FunctionMetrics::new("work", "global_tests").track_concurrency(true);
 
 const KINDS: [&str; 3] = ["a", "b", "c"];
 

@@ -10,7 +10,7 @@ use orderscope_testing::{SamplesExt as _, parse_exposition, promtool_check};
 
 static HTTP: HistogramCache<u16> =
     LabelCache::for_def(&defs::HTTP_SERVER_REQUEST_DURATION, SeriesLimit::DEFAULT);
-static SHIP: FunctionMetrics = FunctionMetrics::new("ship", "render_tests");
+static SHIP: FunctionMetrics = FunctionMetrics::new("ship", "render_tests").track_concurrency(true);
 
 fn http_labels(status: &u16) -> Vec<Label> {
     vec![

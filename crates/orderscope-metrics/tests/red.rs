@@ -19,7 +19,7 @@ fn base(function: &'static str) -> [(&'static str, &'static str); 2] {
 
 #[test]
 fn ok_and_error_calls_have_exact_label_sets() {
-    static F: FunctionMetrics = FunctionMetrics::new("f", "red_tests");
+    static F: FunctionMetrics = FunctionMetrics::new("f", "red_tests").track_concurrency(true);
     let ((), snap) = capture_metrics(|| {
         F.start().ok();
         F.start().ok();
@@ -50,7 +50,7 @@ fn ok_and_error_calls_have_exact_label_sets() {
 
 #[test]
 fn record_without_guard() {
-    static G: FunctionMetrics = FunctionMetrics::new("g", "red_tests");
+    static G: FunctionMetrics = FunctionMetrics::new("g", "red_tests").track_concurrency(true);
     let ((), snap) = capture_metrics(|| {
         G.record_ok(Duration::from_millis(20));
         G.record_error("boom", Duration::from_millis(30));
@@ -64,7 +64,7 @@ fn record_without_guard() {
 
 #[test]
 fn panicking_call_is_recorded_as_panic() {
-    static P: FunctionMetrics = FunctionMetrics::new("p", "red_tests");
+    static P: FunctionMetrics = FunctionMetrics::new("p", "red_tests").track_concurrency(true);
     let ((), snap) = capture_metrics(|| {
         let result = std::panic::catch_unwind(|| {
             let _call = P.start();
@@ -82,7 +82,7 @@ fn panicking_call_is_recorded_as_panic() {
 
 #[test]
 fn dropped_future_is_recorded_as_cancelled() {
-    static C: FunctionMetrics = FunctionMetrics::new("c", "red_tests");
+    static C: FunctionMetrics = FunctionMetrics::new("c", "red_tests").track_concurrency(true);
     let ((), snap) = capture_metrics(|| {
         let fut = async {
             let call = C.start();
@@ -108,7 +108,7 @@ fn dropped_future_is_recorded_as_cancelled() {
 
 #[test]
 fn guard_finished_on_another_thread_records_to_the_starting_recorder() {
-    static T: FunctionMetrics = FunctionMetrics::new("t", "red_tests");
+    static T: FunctionMetrics = FunctionMetrics::new("t", "red_tests").track_concurrency(true);
     let local = LocalMetrics::new();
     let call = local.in_scope(|| T.start());
     std::thread::spawn(move || call.ok()).join().unwrap();
@@ -119,8 +119,8 @@ fn guard_finished_on_another_thread_records_to_the_starting_recorder() {
 }
 
 #[test]
-fn each_recorder_gets_its_own_handles_even_beyond_the_cached_slots() {
-    static R: FunctionMetrics = FunctionMetrics::new("r", "red_tests");
+fn each_recorder_gets_its_own_calls() {
+    static R: FunctionMetrics = FunctionMetrics::new("r", "red_tests").track_concurrency(true);
     // Before any recorder: the no-op recorder.
     R.start().ok();
     let [f, m] = base("r");
@@ -136,7 +136,7 @@ fn each_recorder_gets_its_own_handles_even_beyond_the_cached_slots() {
             "round {round}"
         );
     }
-    // Alternating between two recorders beyond the cached slots still separates them.
+    // Alternating between two recorders keeps them apart.
     let (a, b) = (LocalMetrics::new(), LocalMetrics::new());
     for _ in 0..3 {
         a.in_scope(|| R.start().ok());
@@ -155,7 +155,7 @@ fn each_recorder_gets_its_own_handles_even_beyond_the_cached_slots() {
 
 #[test]
 fn error_types_beyond_the_limit_overflow() {
-    static E: FunctionMetrics = FunctionMetrics::new("e", "red_tests");
+    static E: FunctionMetrics = FunctionMetrics::new("e", "red_tests").track_concurrency(true);
     let types: Vec<&'static str> = (0..MAX_ERROR_TYPES + 3)
         .map(|i| &*Box::leak(format!("e{i}").into_boxed_str()))
         .collect();
@@ -187,4 +187,69 @@ fn error_types_beyond_the_limit_overflow() {
         ),
         Some(3)
     );
+}
+
+#[test]
+fn concurrency_is_not_recorded_unless_tracked() {
+    static U: FunctionMetrics = FunctionMetrics::new("u", "red_tests");
+    assert!(!U.tracks_concurrency());
+    let ((), snap) = capture_metrics(|| {
+        U.start().ok();
+        U.start().error("e");
+        drop(U.start());
+        let _c = U.concurrency();
+        U.record_ok(Duration::from_millis(1));
+    });
+    let [f, m] = base("u");
+    assert!(snap.series(CONCURRENT).is_empty());
+    assert_eq!(snap.counter(CALLS, &[f, m, ("result", "ok")]), Some(2));
+    assert_eq!(snap.histogram(DURATION, &[f, m]).map(|h| h.len()), Some(4));
+}
+
+#[test]
+fn a_recorder_at_a_dropped_recorders_address_sees_its_own_calls() {
+    static A: FunctionMetrics = FunctionMetrics::new("a", "red_tests").track_concurrency(true);
+    let mut addresses = Vec::new();
+    for round in 1..=4u64 {
+        // On the stack and dropped at the end of each round: the next round's recorder
+        // usually lands on the same address.
+        let recorder = orderscope_metrics::build_recorder();
+        addresses.push(std::ptr::from_ref(&recorder).addr());
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            for _ in 0..round {
+                A.start().ok();
+            }
+            A.start().error("late");
+        });
+        let text = handle.render();
+        assert!(
+            text.contains(&format!(
+                "function_calls_total{{function=\"a\",module=\"red_tests\",result=\"ok\"}} {round}"
+            )),
+            "round {round}:\n{text}"
+        );
+        assert!(
+            text.contains(
+                "function_calls_total{function=\"a\",module=\"red_tests\",result=\"error\",error_type=\"late\"} 1"
+            ),
+            "round {round}:\n{text}"
+        );
+        assert!(
+            text.contains("function_calls_concurrent{function=\"a\",module=\"red_tests\"} 0"),
+            "round {round}:\n{text}"
+        );
+    }
+    assert!(
+        addresses.windows(2).any(|w| w[0] == w[1]),
+        "no address was reused, the case is not exercised: {addresses:?}"
+    );
+}
+
+#[test]
+fn guards_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<orderscope_metrics::red::CallGuard<'static>>();
+    send_sync::<orderscope_metrics::red::ConcurrencyGuard<'static>>();
+    send_sync::<FunctionMetrics>();
 }
