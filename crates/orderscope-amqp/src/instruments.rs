@@ -3,12 +3,19 @@
 //! Handles are resolved once per destination (exchange or queue) and kept; the per-message cost is a handle
 //! operation, never a key lookup in the recorder. The set of destinations one publisher records is bounded:
 //! beyond [`crate::TracedChannelBuilder::max_destinations`] every further exchange shares the
-//! `messaging_destination_name="_overflow"` series.
+//! `messaging_destination_name="_overflow"` series, and every measurement recorded there also counts in
+//! `orderscope_cardinality_overflow_total{metric}`.
+//!
+//! [`PublishCache`] is a specialisation of orderscope-metrics' handle caches rather than a
+//! [`LabelCache`](orderscope_metrics::LabelCache): one entry bundles every handle of an exchange with its span
+//! name, and its overflow entry keeps the other labels (`outcome`, `error_type`) real, with only the destination
+//! folded. Its limit is a [`SeriesLimit`] and its counting the shared [`Overflow`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use metrics::{Counter, Gauge, Histogram, Label};
+use orderscope_metrics::{Overflow, SeriesLimit};
 
 use orderscope_metrics::catalogue::labels::{
     ERROR_TYPE, MESSAGING_DESTINATION_NAME, MESSAGING_OPERATION_NAME, MESSAGING_SYSTEM, OUTCOME,
@@ -24,7 +31,7 @@ pub(crate) use orderscope_metrics::catalogue::{
 };
 
 pub(crate) const SYSTEM: &str = "rabbitmq";
-pub(crate) const OVERFLOW: &str = "_overflow";
+pub(crate) use orderscope_metrics::catalogue::values::OVERFLOW;
 
 /// The label value used for a destination: server-named queues (`amq.gen-…`) share one series, the default
 /// exchange is `amq.default`.
@@ -145,6 +152,15 @@ pub(crate) struct PublishHandles {
     duration: [Lazy<Histogram>; SENT_SLOTS],
     /// Publishes on a channel without confirms: only the duration is recorded.
     duration_unconfirmed: Lazy<Histogram>,
+    /// Set on the overflow entry: counts its measurements in `orderscope_cardinality_overflow_total`.
+    overflow: Option<Box<OverflowCounts>>,
+}
+
+/// The overflow counting of the two publish metrics.
+#[derive(Default)]
+struct OverflowCounts {
+    sent: Overflow<Counter>,
+    duration: Overflow<Histogram>,
 }
 
 impl std::fmt::Debug for PublishHandles {
@@ -159,6 +175,7 @@ impl PublishHandles {
     fn new(destination: String, names: Option<SpanNames>) -> Self {
         Self {
             destination,
+            overflow: names.is_none().then(Box::default),
             names,
             sent: [const { Lazy::new() }; SENT_SLOTS],
             duration: [const { Lazy::new() }; SENT_SLOTS],
@@ -169,6 +186,10 @@ impl PublishHandles {
     pub(crate) fn record(&self, outcome: SentOutcome, seconds: f64) {
         let i = outcome.index();
         let error_type = outcome.error_type();
+        if let Some(overflow) = &self.overflow {
+            overflow.sent.count(SENT_MESSAGES);
+            overflow.duration.count(OPERATION_DURATION);
+        }
         self.sent[i]
             .get(|| {
                 let mut extra = vec![(OUTCOME, outcome.outcome())];
@@ -190,6 +211,9 @@ impl PublishHandles {
     }
 
     pub(crate) fn record_unconfirmed(&self, seconds: f64) {
+        if let Some(overflow) = &self.overflow {
+            overflow.duration.count(OPERATION_DURATION);
+        }
         self.duration_unconfirmed
             .get(|| {
                 metrics::histogram!(
@@ -203,7 +227,7 @@ impl PublishHandles {
 
 /// A bounded per-exchange cache of [`PublishHandles`].
 pub(crate) struct PublishCache {
-    max: usize,
+    max: SeriesLimit,
     map: Mutex<HashMap<String, Arc<PublishHandles>>>,
     overflow: OnceLock<Arc<PublishHandles>>,
 }
@@ -219,7 +243,7 @@ impl std::fmt::Debug for PublishCache {
 impl PublishCache {
     pub(crate) fn new(max: usize) -> Self {
         Self {
-            max,
+            max: SeriesLimit::new(max),
             map: Mutex::new(HashMap::new()),
             overflow: OnceLock::new(),
         }
@@ -230,7 +254,7 @@ impl PublishCache {
         if let Some(h) = map.get(exchange) {
             return Arc::clone(h);
         }
-        if map.len() >= self.max {
+        if map.len() >= self.max.get() {
             drop(map);
             return Arc::clone(
                 self.overflow

@@ -179,7 +179,8 @@ impl TracedChannelBuilder {
     }
 
     /// How many exchanges get their own `messaging_destination_name` series; further ones are recorded as
-    /// `_overflow`. Defaults to 256.
+    /// `_overflow`, and each of their measurements counts in `orderscope_cardinality_overflow_total{metric}`.
+    /// Clamped to `1..=2^20` like [`SeriesLimit::new`](orderscope_metrics::SeriesLimit::new). Defaults to 256.
     #[must_use]
     pub fn max_destinations(mut self, max: usize) -> Self {
         self.max_destinations = max;

@@ -270,6 +270,7 @@ async fn destinations_beyond_the_limit_share_the_overflow_series() {
         0
     );
     assert!(m.counter_sum_with(SENT, ("messaging_destination_name", "_overflow")) >= 1);
+    assert!(m.counter_sum_with("orderscope_cardinality_overflow_total", ("metric", SENT)) >= 1);
     let refs: Vec<&str> = exchanges.iter().map(String::as_str).collect();
     cleanup(&conn, &[], &refs).await;
 }

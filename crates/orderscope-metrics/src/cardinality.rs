@@ -114,7 +114,7 @@ impl Hasher for FxHasher {
 
 type FxBuild = BuildHasherDefault<FxHasher>;
 
-fn overflow_key(metric: &'static str, label_keys: &'static [&'static str]) -> Key {
+fn overflow_key(metric: &'static str, label_keys: &[&'static str]) -> Key {
     let labels: Vec<Label> = label_keys
         .iter()
         .map(|k| Label::from_static_parts(k, values::OVERFLOW))
@@ -122,33 +122,194 @@ fn overflow_key(metric: &'static str, label_keys: &'static [&'static str]) -> Ke
     Key::from_parts(metric, labels)
 }
 
-/// The overflow series and the counter of redirected measurements, registered lazily.
-struct Overflow<H> {
+/// The overflow series of one metric and the counter of measurements redirected to it, both
+/// registered lazily (with the recorder current on first use).
+///
+/// The building block behind [`LabelCache`] and [`IndexedCache`], public for caches with a shape
+/// of their own (per-route entries that hold their handles directly, say): they decide when a
+/// label set is over the limit (a [`SeriesBudget`]), and this type supplies the `_overflow`
+/// series and keeps `orderscope_cardinality_overflow_total{metric}` counting once per
+/// redirected measurement. `const`-constructible.
+///
+/// ```
+/// use metrics::Histogram;
+/// use orderscope_metrics::{Overflow, SeriesBudget, SeriesLimit};
+///
+/// static BUDGET: SeriesBudget = SeriesBudget::new(SeriesLimit::new(1));
+/// static OVERFLOW: Overflow<Histogram> = Overflow::new();
+///
+/// // The second label set is over the limit: its handle records into
+/// // `jobs_seconds{queue="_overflow"}` and counts every measurement.
+/// assert!(BUDGET.try_acquire());
+/// assert!(!BUDGET.try_acquire());
+/// let histogram = OVERFLOW.handle("jobs_seconds", &["queue"]);
+/// histogram.record(0.25);
+/// ```
+pub struct Overflow<H> {
     series: OnceLock<H>,
     count: OnceLock<Counter>,
 }
 
+impl<H> fmt::Debug for Overflow<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Overflow")
+            .field("registered", &self.series.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: MetricHandle> Default for Overflow<H> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<H: MetricHandle> Overflow<H> {
-    const fn new() -> Self {
+    /// An overflow whose series and counter are not registered yet.
+    pub const fn new() -> Self {
         Overflow {
             series: OnceLock::new(),
             count: OnceLock::new(),
         }
     }
 
+    /// Counts one measurement of `metric` redirected to the overflow series.
     #[cold]
-    fn record<R>(
-        &self,
-        metric: &'static str,
-        label_keys: &'static [&'static str],
-        f: impl FnOnce(&H) -> R,
-    ) -> R {
+    pub fn count(&self, metric: &'static str) {
         self.count
             .get_or_init(|| overflow_counter(metric))
             .increment(1);
-        f(self
-            .series
-            .get_or_init(|| H::register(&overflow_key(metric, label_keys))))
+    }
+
+    /// The overflow series of `metric`: every label in `label_keys` has the value `_overflow`.
+    /// Does not count; see [`count`](Self::count) and [`record`](Self::record).
+    pub fn series(&self, metric: &'static str, label_keys: &[&'static str]) -> &H {
+        self.series
+            .get_or_init(|| H::register(&overflow_key(metric, label_keys)))
+    }
+
+    /// Counts one redirected measurement and runs `f` with the overflow series.
+    #[cold]
+    pub fn record<R>(
+        &self,
+        metric: &'static str,
+        label_keys: &[&'static str],
+        f: impl FnOnce(&H) -> R,
+    ) -> R {
+        self.count(metric);
+        f(self.series(metric, label_keys))
+    }
+
+    fn counter(&self, metric: &'static str) -> Counter {
+        self.count.get_or_init(|| overflow_counter(metric)).clone()
+    }
+}
+
+/// A handle that forwards to the overflow series and counts every operation.
+struct Counting<H> {
+    series: H,
+    count: Counter,
+}
+
+impl metrics::CounterFn for Counting<Counter> {
+    fn increment(&self, value: u64) {
+        self.count.increment(1);
+        self.series.increment(value);
+    }
+
+    fn absolute(&self, value: u64) {
+        self.count.increment(1);
+        self.series.absolute(value);
+    }
+}
+
+impl metrics::GaugeFn for Counting<Gauge> {
+    fn increment(&self, value: f64) {
+        self.count.increment(1);
+        self.series.increment(value);
+    }
+
+    fn decrement(&self, value: f64) {
+        self.count.increment(1);
+        self.series.decrement(value);
+    }
+
+    fn set(&self, value: f64) {
+        self.count.increment(1);
+        self.series.set(value);
+    }
+}
+
+impl metrics::HistogramFn for Counting<Histogram> {
+    fn record(&self, value: f64) {
+        self.count.increment(1);
+        self.series.record(value);
+    }
+}
+
+macro_rules! counting_handle {
+    ($handle:ty) => {
+        impl Overflow<$handle> {
+            /// A handle on the overflow series of `metric` (all `label_keys` set to
+            /// `_overflow`) that also counts every operation in
+            /// `orderscope_cardinality_overflow_total{metric}`.
+            ///
+            /// For caches that hand out handles and keep them (one per denied label set): the
+            /// hot path of the caller stays a plain handle operation, and the overflow counter
+            /// still counts measurements, not label sets. Cost per operation on it: one extra
+            /// counter increment.
+            #[cold]
+            pub fn handle(&self, metric: &'static str, label_keys: &[&'static str]) -> $handle {
+                <$handle>::from_arc(Arc::new(Counting {
+                    series: self.series(metric, label_keys).clone(),
+                    count: self.counter(metric),
+                }))
+            }
+        }
+    };
+}
+
+counting_handle!(Counter);
+counting_handle!(Gauge);
+counting_handle!(Histogram);
+
+/// A budget of series under a [`SeriesLimit`], for caches that register handles themselves.
+///
+/// Each new label set takes one series with [`try_acquire`](Self::try_acquire); once the limit
+/// is spent, label sets go to the [`Overflow`] series. Lock-free, `const`-constructible; it only
+/// counts, so the caller keeps its own (possibly specialised) storage of handles.
+#[derive(Debug)]
+pub struct SeriesBudget {
+    limit: SeriesLimit,
+    used: AtomicUsize,
+}
+
+impl SeriesBudget {
+    /// A budget of `limit` series, none used.
+    pub const fn new(limit: SeriesLimit) -> Self {
+        SeriesBudget {
+            limit,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes one series from the budget; `false` (and nothing taken) once it is spent.
+    pub fn try_acquire(&self) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used < self.limit.get()).then_some(used + 1)
+            })
+            .is_ok()
+    }
+
+    /// Series taken so far.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> SeriesLimit {
+        self.limit
     }
 }
 

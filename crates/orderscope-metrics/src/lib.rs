@@ -52,6 +52,9 @@
 //!   (`route_id * METHODS + method`). Hot path: recorder check, one `OnceLock` load, the handle
 //!   operation; no lock at all. Memory: one slot (about 24 bytes) per possible index.
 //! - [`StrInterner`] turns bounded strings (route templates) into small ids for such keys.
+//! - [`SeriesBudget`] and [`Overflow`], the parts both caches are built on, for a cache that
+//!   must keep its own storage (the tower server keeps handles in its per-route entries): the
+//!   budget decides, the overflow supplies the `_overflow` series and the counter.
 //!
 //! When a new label set would exceed the limit, the measurement goes to the metric's overflow
 //! series, whose label values are all [`OVERFLOW`](crate::catalogue::values::OVERFLOW)
@@ -93,8 +96,8 @@ mod recorder;
 pub mod red;
 
 pub use self::cardinality::{
-    CounterCache, FxHasher, GaugeCache, HistogramCache, IndexedCache, LabelCache, SeriesLimit,
-    StrInterner,
+    CounterCache, FxHasher, GaugeCache, HistogramCache, IndexedCache, LabelCache, Overflow,
+    SeriesBudget, SeriesLimit, StrInterner,
 };
 pub use self::prometheus::{build_recorder, describe_all, describe_all_to, prometheus_builder};
 pub use self::recorder::{MetricHandle, PerRecorder, Scoped, recorder_id};

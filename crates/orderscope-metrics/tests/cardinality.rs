@@ -201,3 +201,36 @@ fn interner_is_bounded() {
     assert_eq!(routes.resolve(b).as_deref(), Some("/b"));
     assert_eq!(routes.resolve(7), None);
 }
+
+#[test]
+fn series_budget_and_overflow_handles_count_every_measurement() {
+    use metrics::Gauge;
+    use orderscope_metrics::{Overflow, SeriesBudget};
+
+    let budget = SeriesBudget::new(SeriesLimit::new(1));
+    let durations: Overflow<Histogram> = Overflow::new();
+    let active: Overflow<Gauge> = Overflow::new();
+    let ((), snap) = capture_metrics(|| {
+        assert!(budget.try_acquire());
+        assert!(!budget.try_acquire());
+        assert_eq!(budget.used(), 1);
+        let h = durations.handle("op_seconds", &["queue"]);
+        h.record(0.5);
+        h.record(1.5);
+        // Another denied label set shares the series and the counter.
+        durations.handle("op_seconds", &["queue"]).record(2.0);
+        let g = active.handle("op_active", &["queue"]);
+        g.increment(1.0);
+        g.decrement(1.0);
+    });
+    assert_eq!(
+        snap.histogram("op_seconds", &[("queue", "_overflow")]),
+        Some(vec![0.5, 1.5, 2.0])
+    );
+    assert_eq!(snap.counter(OVERFLOW, &[("metric", "op_seconds")]), Some(3));
+    assert_eq!(
+        snap.gauge("op_active", &[("queue", "_overflow")]),
+        Some(0.0)
+    );
+    assert_eq!(snap.counter(OVERFLOW, &[("metric", "op_active")]), Some(2));
+}

@@ -1,7 +1,6 @@
 //! Pieces shared by the server and the client middleware.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use http::Method;
@@ -79,32 +78,6 @@ impl MethodKind {
     }
 }
 
-/// A counter of the series one metric of one layer has created; past `limit`, new label sets go to the
-/// overflow series.
-#[derive(Debug)]
-pub(crate) struct SeriesGuard {
-    limit: usize,
-    used: AtomicUsize,
-}
-
-impl SeriesGuard {
-    pub(crate) fn new(limit: usize) -> Self {
-        Self {
-            limit,
-            used: AtomicUsize::new(0),
-        }
-    }
-
-    /// Takes one series from the budget; `false` when the budget is spent.
-    pub(crate) fn acquire(&self) -> bool {
-        self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                (used < self.limit).then_some(used + 1)
-            })
-            .is_ok()
-    }
-}
-
 /// Most span names the process will intern; past it, spans are named by method only.
 const MAX_INTERNED: usize = 4096;
 
@@ -172,10 +145,11 @@ mod tests {
 
     #[test]
     fn series_guard_stops_at_limit() {
-        let guard = SeriesGuard::new(2);
-        assert!(guard.acquire());
-        assert!(guard.acquire());
-        assert!(!guard.acquire());
+        // The series budget of the server and client layers.
+        let guard = orderscope_metrics::SeriesBudget::new(orderscope_metrics::SeriesLimit::new(2));
+        assert!(guard.try_acquire());
+        assert!(guard.try_acquire());
+        assert!(!guard.try_acquire());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 pub(crate) use orderscope_metrics::catalogue::labels::{
     ERROR_TYPE, HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE, SERVER_ADDRESS,
 };
-pub(crate) use orderscope_metrics::catalogue::values::{OVERFLOW, UNMATCHED_ROUTE};
+pub(crate) use orderscope_metrics::catalogue::values::UNMATCHED_ROUTE;
 pub(crate) use orderscope_metrics::catalogue::{
     HTTP_CLIENT_REQUEST_DURATION as CLIENT_REQUEST_DURATION,
     HTTP_SERVER_ACTIVE_REQUESTS as ACTIVE_REQUESTS,

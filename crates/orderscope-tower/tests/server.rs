@@ -631,6 +631,28 @@ fn the_series_limit_folds_new_series_into_an_overflow_series() {
 }
 
 #[test]
+fn measurements_in_the_overflow_series_are_counted() {
+    let metrics = LocalMetrics::new();
+    let mut app = Router::new();
+    for i in 0..5 {
+        app = app.route(&format!("/r{i}"), get(|| async { "r" }));
+    }
+    let app = app.layer(ServerLayer::new().tracing(false).series_limit(3));
+
+    run(&metrics, async {
+        for i in 0..5 {
+            send(&app, get_request(&format!("/r{i}"))).await;
+        }
+    });
+
+    let snapshot = metrics.snapshot();
+    let overflow = "orderscope_cardinality_overflow_total";
+    assert_eq!(snapshot.counter(overflow, &[("metric", DURATION)]), Some(2));
+    // Two requests over the limit, each incrementing and decrementing the gauge.
+    assert_eq!(snapshot.counter(overflow, &[("metric", ACTIVE)]), Some(4));
+}
+
+#[test]
 fn the_order_extractor() {
     let metrics = LocalMetrics::new();
     async fn required(order: Order) -> String {

@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use metrics::{Histogram, Label, SharedString};
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{Span, Tracer, TracerProvider};
+use orderscope_metrics::{Overflow, SeriesBudget, SeriesLimit};
 use tower_layer::Layer;
 
 use super::Client;
-use crate::common::{MethodKind, SeriesGuard};
+use crate::common::MethodKind;
 use crate::names::{
-    CLIENT_REQUEST_DURATION, ERROR_TYPE, HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, OVERFLOW,
+    CLIENT_REQUEST_DURATION, ERROR_TYPE, HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE,
     SERVER_ADDRESS,
 };
 use crate::server::DEFAULT_SERIES_LIMIT;
@@ -45,6 +46,13 @@ impl ClientError {
 
 const SLOTS: usize = 16;
 
+/// Labels of the duration overflow series.
+const OVERFLOW_LABELS: &[&str] = &[
+    HTTP_REQUEST_METHOD,
+    SERVER_ADDRESS,
+    HTTP_RESPONSE_STATUS_CODE,
+];
+
 /// Duration histograms of one server address.
 #[derive(Debug)]
 pub(crate) struct HostEntry {
@@ -64,6 +72,11 @@ impl HostEntry {
 }
 
 /// What every service built by one layer shares.
+///
+/// Handles are kept per host entry (slots scanned by a small key, like the server's route entries)
+/// rather than in a [`LabelCache`](orderscope_metrics::LabelCache), so a request pays no recorder
+/// check or hash; the series limit and the overflow series are the shared [`SeriesBudget`] and
+/// [`Overflow`].
 #[derive(Debug)]
 pub(crate) struct ClientShared {
     pub(crate) propagate: bool,
@@ -73,8 +86,8 @@ pub(crate) struct ClientShared {
     tracer: OnceLock<Arc<BoxedTracer>>,
     hosts: RwLock<HashMap<Box<str>, Arc<HostEntry>>>,
     unknown: OnceLock<Arc<HostEntry>>,
-    guard: SeriesGuard,
-    overflow: OnceLock<Histogram>,
+    budget: SeriesBudget,
+    overflow: Overflow<Histogram>,
 }
 
 impl ClientShared {
@@ -92,8 +105,8 @@ impl ClientShared {
             tracer: OnceLock::new(),
             hosts: RwLock::new(HashMap::new()),
             unknown: OnceLock::new(),
-            guard: SeriesGuard::new(series_limit),
-            overflow: OnceLock::new(),
+            budget: SeriesBudget::new(SeriesLimit::new(series_limit)),
+            overflow: Overflow::new(),
         }
     }
 
@@ -176,20 +189,10 @@ impl ClientShared {
         status: u16,
         error: ClientError,
     ) -> Histogram {
-        if !self.guard.acquire() {
+        if !self.budget.try_acquire() {
             return self
                 .overflow
-                .get_or_init(|| {
-                    metrics::histogram!(
-                        CLIENT_REQUEST_DURATION,
-                        vec![
-                            Label::from_static_parts(HTTP_REQUEST_METHOD, OVERFLOW),
-                            Label::from_static_parts(SERVER_ADDRESS, OVERFLOW),
-                            Label::from_static_parts(HTTP_RESPONSE_STATUS_CODE, OVERFLOW),
-                        ]
-                    )
-                })
-                .clone();
+                .handle(CLIENT_REQUEST_DURATION, OVERFLOW_LABELS);
         }
         let mut labels = vec![
             Label::from_static_parts(HTTP_REQUEST_METHOD, method.as_str()),
@@ -301,7 +304,9 @@ impl ClientLayer {
     }
 
     /// Most series `http_client_request_duration_seconds` gets from this layer; further label sets
-    /// are recorded in one overflow series whose label values are all `_overflow`.
+    /// are recorded in one overflow series whose label values are all `_overflow`, and each
+    /// measurement recorded there counts in `orderscope_cardinality_overflow_total{metric}`. Clamped
+    /// to `1..=2^20` like [`SeriesLimit::new`](orderscope_metrics::SeriesLimit::new).
     ///
     /// Defaults to [`DEFAULT_SERIES_LIMIT`].
     #[must_use]

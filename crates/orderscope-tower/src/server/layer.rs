@@ -256,7 +256,9 @@ impl<Req, Res> ServerLayer<Req, Res> {
     }
 
     /// Most series each metric of this layer creates; further label sets are recorded in one
-    /// overflow series whose label values are all `_overflow`.
+    /// overflow series whose label values are all `_overflow`, and each measurement recorded there
+    /// counts in `orderscope_cardinality_overflow_total{metric}`. Clamped to `1..=2^20` like
+    /// [`SeriesLimit::new`](orderscope_metrics::SeriesLimit::new).
     ///
     /// Defaults to [`DEFAULT_SERIES_LIMIT`].
     #[must_use]

@@ -5,17 +5,29 @@
 //! histograms per `(status, error, extra labels)`. The request path then costs a compare of the
 //! route string against the instance's last route, an index by method and a scan of a few
 //! pre-filled slots.
+//!
+//! This is a specialisation of orderscope-metrics' handle caches, not a twin: the handles live in
+//! the route entry the request already holds (a [`LabelCache`](orderscope_metrics::LabelCache)
+//! lookup would add a recorder check and a hash per request on top of the route resolution), but
+//! the series limit and the overflow series are the shared [`SeriesBudget`] and [`Overflow`]. A
+//! label set over the limit gets [`Overflow::handle`], which records into the `_overflow` series
+//! and counts every measurement in `orderscope_cardinality_overflow_total{metric}`, so the hot
+//! path stays a plain handle operation.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use metrics::{Gauge, Histogram, Label, SharedString};
+use orderscope_metrics::{Overflow, SeriesBudget, SeriesLimit};
 
-use crate::common::{METHOD_KINDS, MethodKind, SeriesGuard, intern_span_name};
+use crate::common::{METHOD_KINDS, MethodKind, intern_span_name};
 use crate::names::{
     ACTIVE_REQUESTS, ERROR_TYPE, HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE,
-    OVERFLOW, REQUEST_DURATION, UNMATCHED_ROUTE as UNMATCHED,
+    REQUEST_DURATION, UNMATCHED_ROUTE as UNMATCHED,
 };
+
+/// Labels of the active-requests overflow series.
+const ACTIVE_LABELS: &[&str] = &[HTTP_REQUEST_METHOD, HTTP_ROUTE];
 
 /// Extra label value for a value outside the declared set.
 pub(crate) const OTHER_VALUE: &str = "_other";
@@ -109,21 +121,38 @@ impl LabelDef {
 /// The metric side of a layer, shared by every route entry.
 #[derive(Debug)]
 pub(crate) struct MetricsShared {
-    durations: SeriesGuard,
-    active: SeriesGuard,
+    durations: SeriesBudget,
+    active: SeriesBudget,
     labels: Vec<LabelDef>,
-    overflow_duration: OnceLock<Histogram>,
-    overflow_active: OnceLock<Gauge>,
+    /// Only touched when a budget is spent: boxed, so the struct the requests read stays small.
+    overflow: Box<OverflowSeries>,
+}
+
+/// The overflow series of a layer's two server metrics.
+#[derive(Debug)]
+struct OverflowSeries {
+    /// Labels of the duration overflow series: method, route, status and the extra labels.
+    duration_labels: Vec<&'static str>,
+    duration: Overflow<Histogram>,
+    active: Overflow<Gauge>,
 }
 
 impl MetricsShared {
     pub(crate) fn new(series_limit: usize, labels: Vec<LabelDef>) -> Self {
+        let limit = SeriesLimit::new(series_limit);
+        let duration_labels = [HTTP_REQUEST_METHOD, HTTP_ROUTE, HTTP_RESPONSE_STATUS_CODE]
+            .into_iter()
+            .chain(labels.iter().map(|def| def.name))
+            .collect();
         Self {
-            durations: SeriesGuard::new(series_limit),
-            active: SeriesGuard::new(series_limit),
+            durations: SeriesBudget::new(limit),
+            active: SeriesBudget::new(limit),
             labels,
-            overflow_duration: OnceLock::new(),
-            overflow_active: OnceLock::new(),
+            overflow: Box::new(OverflowSeries {
+                duration_labels,
+                duration: Overflow::new(),
+                active: Overflow::new(),
+            }),
         }
     }
 
@@ -153,31 +182,13 @@ impl MetricsShared {
     }
 
     fn overflow_duration(&self) -> Histogram {
-        self.overflow_duration
-            .get_or_init(|| {
-                let mut labels = vec![
-                    Label::from_static_parts(HTTP_REQUEST_METHOD, OVERFLOW),
-                    Label::from_static_parts(HTTP_ROUTE, OVERFLOW),
-                    Label::from_static_parts(HTTP_RESPONSE_STATUS_CODE, OVERFLOW),
-                ];
-                for def in &self.labels {
-                    labels.push(Label::from_static_parts(def.name, OVERFLOW));
-                }
-                metrics::histogram!(REQUEST_DURATION, labels)
-            })
-            .clone()
+        self.overflow
+            .duration
+            .handle(REQUEST_DURATION, &self.overflow.duration_labels)
     }
 
     fn overflow_active(&self) -> Gauge {
-        self.overflow_active
-            .get_or_init(|| {
-                let labels = vec![
-                    Label::from_static_parts(HTTP_REQUEST_METHOD, OVERFLOW),
-                    Label::from_static_parts(HTTP_ROUTE, OVERFLOW),
-                ];
-                metrics::gauge!(ACTIVE_REQUESTS, labels)
-            })
-            .clone()
+        self.overflow.active.handle(ACTIVE_REQUESTS, ACTIVE_LABELS)
     }
 }
 
@@ -252,7 +263,7 @@ impl RouteEntry {
             Some(route) => intern_span_name(method, route),
             None => method.span_prefix(),
         };
-        let active = if self.metrics.active.acquire() {
+        let active = if self.metrics.active.try_acquire() {
             metrics::gauge!(
                 ACTIVE_REQUESTS,
                 vec![
@@ -322,7 +333,7 @@ impl RouteEntry {
         error: ErrorKind,
         extra: u64,
     ) -> Histogram {
-        if !self.metrics.durations.acquire() {
+        if !self.metrics.durations.try_acquire() {
             return self.metrics.overflow_duration();
         }
         let mut labels = Vec::with_capacity(4 + self.metrics.labels.len());
