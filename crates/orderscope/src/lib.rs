@@ -85,7 +85,7 @@ pub use self::init::{
 pub use orderscope_context as context;
 pub use orderscope_context::{Channel, OrderContext, Priority, WithOrder};
 pub use orderscope_logs as logs;
-pub use orderscope_logs::{LogFormat, order_event, stage};
+pub use orderscope_logs::{LogFormat, order_event, register_stages, stage};
 pub use orderscope_metrics as metrics_catalogue;
 
 #[cfg(feature = "amqp")]
