@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -20,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::amqp::declare_topology;
 use crate::model::{ORDER_CREATED, OrderMessage, StatusMessage, Topology, amqp_addr, stage};
-use crate::service::{Built, Stop, json, json_error, query_pairs};
+use crate::service::{Built, Stop, json, json_error, wait_for_count};
 
 #[derive(Clone, Debug, Serialize)]
 struct CrmOrder {
@@ -236,27 +235,7 @@ async fn show_order(State(crm): State<Arc<Crm>>, Path(id): Path<String>) -> Resp
     }
 }
 
-/// `GET /internal/wait?statuses=N&timeout_ms=T`: answers once N status messages arrived (200), or
-/// after T milliseconds (504). Lets the demo's driver wait without polling.
+/// `GET /internal/wait?statuses=N&timeout_ms=T`: waits for N status messages (see [`wait_for_count`]).
 async fn wait(State(crm): State<Arc<Crm>>, RawQuery(query): RawQuery) -> Response {
-    let mut want = 0usize;
-    let mut timeout = Duration::from_secs(10);
-    for (k, v) in query_pairs(query.as_deref()) {
-        match k.as_str() {
-            "statuses" => want = v.parse().unwrap_or(0),
-            "timeout_ms" => {
-                timeout = Duration::from_millis(v.parse().unwrap_or(10_000).min(120_000))
-            }
-            _ => {}
-        }
-    }
-    let mut rx = crm.statuses.subscribe();
-    let reached = tokio::time::timeout(timeout, rx.wait_for(|n| *n >= want)).await;
-    let have = *crm.statuses.borrow();
-    let status = if matches!(reached, Ok(Ok(_))) {
-        StatusCode::OK
-    } else {
-        StatusCode::GATEWAY_TIMEOUT
-    };
-    json(status, &serde_json::json!({ "statuses": have }))
+    wait_for_count(&crm.statuses, "statuses", query.as_deref()).await
 }

@@ -22,7 +22,7 @@ use crate::model::{
     CATALOGUE, MAX_QTY, ORDER_STATUS, OrderMessage, RETIRED_STATUS_KEY, SKU_PANIC, SKU_UNROUTABLE,
     StatusMessage, Topology, amqp_addr, parse_rfc3339, rfc3339, stage,
 };
-use crate::service::{Built, Stop, json, json_error, query_pairs};
+use crate::service::{Built, Stop, json, json_error, query_pairs, wait_for_count};
 
 /// An order as the MES dashboard shows it.
 #[derive(Clone, Debug, Serialize)]
@@ -401,27 +401,8 @@ async fn dashboard_order(State(mes): State<Arc<Mes>>, Path(id): Path<String>) ->
     }
 }
 
-/// `GET /internal/wait?finished=N&timeout_ms=T`: answers once N orders reached an end in MES (200),
-/// or after T milliseconds (504).
+/// `GET /internal/wait?finished=N&timeout_ms=T`: waits for N orders to reach an end in MES (see
+/// [`wait_for_count`]).
 async fn wait(State(mes): State<Arc<Mes>>, RawQuery(query): RawQuery) -> Response {
-    let mut want = 0usize;
-    let mut timeout = Duration::from_secs(10);
-    for (k, v) in query_pairs(query.as_deref()) {
-        match k.as_str() {
-            "finished" => want = v.parse().unwrap_or(0),
-            "timeout_ms" => {
-                timeout = Duration::from_millis(v.parse().unwrap_or(10_000).min(120_000))
-            }
-            _ => {}
-        }
-    }
-    let mut rx = mes.finished.subscribe();
-    let reached = tokio::time::timeout(timeout, rx.wait_for(|n| *n >= want)).await;
-    let have = *mes.finished.borrow();
-    let status = if matches!(reached, Ok(Ok(_))) {
-        StatusCode::OK
-    } else {
-        StatusCode::GATEWAY_TIMEOUT
-    };
-    json(status, &serde_json::json!({ "finished": have }))
+    wait_for_count(&mes.finished, "finished", query.as_deref()).await
 }

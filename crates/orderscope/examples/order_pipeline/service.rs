@@ -267,3 +267,31 @@ impl HttpClient {
         self.send(request).await
     }
 }
+
+/// `GET /internal/wait?<key>=N&timeout_ms=T`: answers once `count` reached N (200), or after T
+/// milliseconds (504, at most two minutes), with `{"<key>": count}`. Lets the demo's driver wait
+/// without polling.
+pub(crate) async fn wait_for_count(
+    count: &watch::Sender<usize>,
+    key: &'static str,
+    query: Option<&str>,
+) -> Response {
+    let mut want = 0usize;
+    let mut timeout = Duration::from_secs(10);
+    for (k, v) in query_pairs(query) {
+        if k == key {
+            want = v.parse().unwrap_or(0);
+        } else if k == "timeout_ms" {
+            timeout = Duration::from_millis(v.parse().unwrap_or(10_000).min(120_000));
+        }
+    }
+    let mut rx = count.subscribe();
+    let reached = tokio::time::timeout(timeout, rx.wait_for(|n| *n >= want)).await;
+    let have = *count.borrow();
+    let status = if matches!(reached, Ok(Ok(_))) {
+        StatusCode::OK
+    } else {
+        StatusCode::GATEWAY_TIMEOUT
+    };
+    json(status, &serde_json::json!({ key: have }))
+}
