@@ -14,32 +14,24 @@
 //! extracts the W3C parent into the span through tracing-opentelemetry). Compare overheads over
 //! `bare` within one run.
 
+mod cases;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Path, Request};
-use axum::middleware::{self, Next};
-use axum::response::Response;
-use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::BodyExt;
-use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
     BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
 };
 use orderscope_context::OrderSpanProcessor;
-use orderscope_context::carrier::HeaderExtractor;
-use orderscope_tower::ServerLayer;
-use tower::{ServiceBuilder, ServiceExt};
-use tower_http::trace::{DefaultMakeSpan, TraceLayer};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tower::ServiceExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+
+use self::cases::{cases, request};
 
 /// An exporter that drops every batch.
 #[derive(Debug)]
@@ -82,63 +74,6 @@ fn setup() -> SdkTracerProvider {
         }
     });
     provider
-}
-
-async fn show_order(Path(id): Path<String>) -> String {
-    id
-}
-
-fn base() -> Router {
-    Router::new().route("/orders/{id}", get(show_order))
-}
-
-/// The peer stack's context middleware: the W3C parent into the current (TraceLayer) span.
-async fn extract_parent(request: Request, next: Next) -> Response {
-    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
-    let _ = tracing::Span::current().set_parent(parent);
-    next.run(request).await
-}
-
-fn request() -> Request<Body> {
-    Request::get("/orders/ORD-2026-000123")
-        .header(
-            "traceparent",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        )
-        .header("baggage", "order.id=ORD-2026-000123")
-        .body(Body::empty())
-        .expect("request")
-}
-
-fn cases() -> Vec<(&'static str, Router)> {
-    vec![
-        ("bare", base()),
-        (
-            "empty_layer",
-            base().layer(tower::layer::layer_fn(|inner| inner)),
-        ),
-        (
-            "orderscope_metrics",
-            base().layer(ServerLayer::new().tracing(false)),
-        ),
-        ("orderscope_full", base().layer(ServerLayer::new())),
-        (
-            "peer_metrics",
-            base().layer(axum_prometheus::PrometheusMetricLayer::new()),
-        ),
-        (
-            "peer_stack",
-            base().layer(
-                ServiceBuilder::new()
-                    .layer(
-                        TraceLayer::new_for_http()
-                            .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO)),
-                    )
-                    .layer(axum_prometheus::PrometheusMetricLayer::new())
-                    .layer(middleware::from_fn(extract_parent)),
-            ),
-        ),
-    ]
 }
 
 /// `ORDERSCOPE_BENCH_PROFILE=case:iterations` runs one case in a loop, without criterion, for

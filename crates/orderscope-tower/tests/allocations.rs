@@ -4,29 +4,21 @@
 //!
 //! Run with `--nocapture` to see the figures.
 
+#[path = "../benches/cases/mod.rs"]
+mod cases;
+
 use std::alloc::System;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{Path, Request};
-use axum::middleware::{self, Next};
-use axum::response::Response;
-use axum::routing::get;
 use http_body_util::BodyExt;
 use opentelemetry::Context;
-use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracerProvider, Span, SpanData, SpanProcessor};
 use orderscope_context::OrderSpanProcessor;
-use orderscope_context::carrier::HeaderExtractor;
-use orderscope_tower::ServerLayer;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
-use tower::{ServiceBuilder, ServiceExt};
-use tower_http::trace::{DefaultMakeSpan, TraceLayer};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tower::ServiceExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -54,31 +46,6 @@ impl SpanProcessor for OrderThenDrop {
     }
 }
 
-async fn show_order(Path(id): Path<String>) -> String {
-    id
-}
-
-fn base() -> Router {
-    Router::new().route("/orders/{id}", get(show_order))
-}
-
-async fn extract_parent(request: Request, next: Next) -> Response {
-    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
-    let _ = tracing::Span::current().set_parent(parent);
-    next.run(request).await
-}
-
-fn request() -> Request<Body> {
-    Request::get("/orders/ORD-2026-000123")
-        .header(
-            "traceparent",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        )
-        .header("baggage", "order.id=ORD-2026-000123")
-        .body(Body::empty())
-        .expect("request")
-}
-
 /// Allocations per request, after a warm-up that fills the layer's caches.
 fn per_request(runtime: &tokio::runtime::Runtime, app: &Router) -> f64 {
     const REQUESTS: usize = 2_000;
@@ -87,7 +54,11 @@ fn per_request(runtime: &tokio::runtime::Runtime, app: &Router) -> f64 {
     let run = |n: usize| {
         runtime.block_on(async {
             for _ in 0..n {
-                let response = app.clone().oneshot(request()).await.expect("infallible");
+                let response = app
+                    .clone()
+                    .oneshot(cases::request())
+                    .await
+                    .expect("infallible");
                 std::hint::black_box(response.into_body().collect().await.expect("body"));
             }
         });
@@ -116,37 +87,25 @@ fn allocations_per_request() {
         .build()
         .expect("runtime");
 
-    let bare = per_request(&runtime, &base());
-    let empty = per_request(
-        &runtime,
-        &base().layer(tower::layer::layer_fn(|inner| inner)),
-    );
-    let red = per_request(&runtime, &base().layer(ServerLayer::new().tracing(false)));
-    let full = per_request(&runtime, &base().layer(ServerLayer::new()));
-    let peer_metrics = per_request(
-        &runtime,
-        &base().layer(axum_prometheus::PrometheusMetricLayer::new()),
-    );
-    let peer_stack = per_request(
-        &runtime,
-        &base().layer(
-            ServiceBuilder::new()
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO)),
-                )
-                .layer(axum_prometheus::PrometheusMetricLayer::new())
-                .layer(middleware::from_fn(extract_parent)),
-        ),
+    let figures: Vec<(&str, f64)> = cases::cases()
+        .iter()
+        .map(|(name, app)| (*name, per_request(&runtime, app)))
+        .collect();
+    let figure = |case: &str| {
+        figures
+            .iter()
+            .find(|(name, _)| *name == case)
+            .expect("case")
+            .1
+    };
+    let (bare, red, full, peer_stack) = (
+        figure("bare"),
+        figure("orderscope_metrics"),
+        figure("orderscope_full"),
+        figure("peer_stack"),
     );
     println!("allocations per request: bare {bare:.1}");
-    for (name, value) in [
-        ("empty_layer", empty),
-        ("orderscope_metrics", red),
-        ("orderscope_full", full),
-        ("peer_metrics", peer_metrics),
-        ("peer_stack", peer_stack),
-    ] {
+    for &(name, value) in &figures[1..] {
         println!("  {name}: {value:.1} (+{:.1})", value - bare);
     }
 
