@@ -68,6 +68,7 @@ mod model;
 mod otlp;
 mod prometheus;
 mod spans;
+mod tls;
 
 pub use self::logs::{LogCapture, LogCaptureWriter};
 pub use self::metrics::{
@@ -78,12 +79,13 @@ pub use self::model::{
     ReceivedSpan, SpanKind, SpansExt, Status, Transport, assert_child_of, find_span,
     group_by_trace,
 };
-pub use self::otlp::{OtlpReceiver, Signal, WaitError};
+pub use self::otlp::{OtlpReceiver, ReceiverTls, Signal, WaitError};
 pub use self::prometheus::{
     Exposition, ParseError, ParsePromError, Sample, SamplesExt, parse_exposition, parse_prometheus,
     promtool_check,
 };
 pub use self::spans::{SpanCapture, SpanCaptureBuilder};
+pub use self::tls::{CertificateError, TestCertificates};
 
 /// The protobuf types the receiver decodes, for tests that inspect raw metric data points.
 pub use opentelemetry_proto as proto;

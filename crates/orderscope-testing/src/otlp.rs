@@ -38,6 +38,7 @@ use tokio::sync::watch;
 use crate::model::{
     ReceivedLog, ReceivedMetric, ReceivedSpan, SpansExt, Transport, resource_attributes,
 };
+use crate::tls::TestCertificates;
 
 /// Locks a mutex, ignoring poisoning (a panicking test thread must not hide the data).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -62,6 +63,7 @@ struct Shared {
     grpc_requests: AtomicUsize,
     http_requests: AtomicUsize,
     rejected: AtomicUsize,
+    compressed: AtomicUsize,
     failing: AtomicBool,
     failed: AtomicUsize,
 }
@@ -76,6 +78,7 @@ impl Shared {
             grpc_requests: AtomicUsize::new(0),
             http_requests: AtomicUsize::new(0),
             rejected: AtomicUsize::new(0),
+            compressed: AtomicUsize::new(0),
             failing: AtomicBool::new(false),
             failed: AtomicUsize::new(0),
         }
@@ -88,6 +91,16 @@ impl Shared {
             self.failed.fetch_add(1, Ordering::SeqCst);
         }
         refuse
+    }
+
+    /// Counts a gRPC request whose body was compressed (tonic decompressed it already).
+    fn count_compressed_grpc(&self, metadata: &tonic::metadata::MetadataMap) {
+        if metadata
+            .get("grpc-encoding")
+            .is_some_and(|v| v.as_bytes() != b"identity")
+        {
+            self.compressed.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     fn count(&self, transport: Transport) {
@@ -230,6 +243,7 @@ impl TraceService for Grpc {
         if self.0.refuse() {
             return Err(tonic::Status::unavailable("receiver set to fail"));
         }
+        self.0.count_compressed_grpc(request.metadata());
         self.0.store_traces(request.get_ref(), Transport::Grpc);
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
@@ -244,6 +258,7 @@ impl LogsService for Grpc {
         if self.0.refuse() {
             return Err(tonic::Status::unavailable("receiver set to fail"));
         }
+        self.0.count_compressed_grpc(request.metadata());
         self.0.store_logs(request.get_ref(), Transport::Grpc);
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
     }
@@ -258,6 +273,7 @@ impl MetricsService for Grpc {
         if self.0.refuse() {
             return Err(tonic::Status::unavailable("receiver set to fail"));
         }
+        self.0.count_compressed_grpc(request.metadata());
         self.0.store_metrics(request.get_ref(), Transport::Grpc);
         Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
     }
@@ -290,18 +306,34 @@ fn decode_http<M: Message + Default>(
         )
             .into_response());
     }
-    if headers
-        .get(header::CONTENT_ENCODING)
-        .is_some_and(|v| v.as_bytes() != b"identity")
-    {
-        shared.rejected.fetch_add(1, Ordering::SeqCst);
-        return Err((
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "compressed bodies are not supported",
-        )
-            .into_response());
-    }
-    M::decode(body.as_ref()).map_err(|e| {
+    let gunzipped;
+    let body: &[u8] = match headers.get(header::CONTENT_ENCODING).map(|v| v.as_bytes()) {
+        None | Some(b"identity") => body.as_ref(),
+        Some(b"gzip") => {
+            let mut out = Vec::new();
+            if let Err(e) = std::io::Read::read_to_end(
+                &mut flate2::read::GzDecoder::new(body.as_ref()),
+                &mut out,
+            ) {
+                shared.rejected.fetch_add(1, Ordering::SeqCst);
+                return Err(
+                    (StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")).into_response()
+                );
+            }
+            shared.compressed.fetch_add(1, Ordering::SeqCst);
+            gunzipped = out;
+            &gunzipped
+        }
+        Some(_) => {
+            shared.rejected.fetch_add(1, Ordering::SeqCst);
+            return Err((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "only gzip and identity content encodings are supported",
+            )
+                .into_response());
+        }
+    };
+    M::decode(body).map_err(|e| {
         shared.rejected.fetch_add(1, Ordering::SeqCst);
         (StatusCode::BAD_REQUEST, format!("invalid protobuf: {e}")).into_response()
     })
@@ -396,6 +428,8 @@ pub struct OtlpReceiver {
     http_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     background: Option<Background>,
+    /// `https` when serving TLS, else `http`.
+    scheme: &'static str,
 }
 
 impl fmt::Debug for OtlpReceiver {
@@ -414,10 +448,148 @@ async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
+/// TLS for the receiver's two ports: the server certificate, and for mutual TLS the CA that
+/// client certificates must chain to.
+#[derive(Clone, Debug)]
+pub struct ReceiverTls {
+    cert_pem: String,
+    key_pem: String,
+    client_ca_pem: Option<String>,
+}
+
+impl ReceiverTls {
+    /// Serves TLS with the server certificate of `certs`; clients are not asked for one.
+    pub fn server(certs: &TestCertificates) -> Self {
+        ReceiverTls {
+            cert_pem: certs.server_cert_pem().to_owned(),
+            key_pem: certs.server_key_pem().to_owned(),
+            client_ca_pem: None,
+        }
+    }
+
+    /// Mutual TLS: serves the server certificate of `certs` and accepts only clients that
+    /// present a certificate signed by its CA.
+    pub fn mutual(certs: &TestCertificates) -> Self {
+        ReceiverTls {
+            client_ca_pem: Some(certs.ca_pem().to_owned()),
+            ..Self::server(certs)
+        }
+    }
+
+    fn rustls_server_config(&self) -> std::io::Result<rustls::ServerConfig> {
+        use rustls_pki_types::pem::PemObject as _;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let invalid = |e: &dyn fmt::Display| std::io::Error::other(e.to_string());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let chain = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(&e))?;
+        let key =
+            PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|e| invalid(&e))?;
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid(&e))?;
+        let builder = match &self.client_ca_pem {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                    roots
+                        .add(cert.map_err(|e| invalid(&e))?)
+                        .map_err(|e| invalid(&e))?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .map_err(|e| invalid(&e))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder
+            .with_single_cert(chain, key)
+            .map_err(|e| invalid(&e))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(config)
+    }
+
+    fn tonic_config(&self) -> tonic::transport::ServerTlsConfig {
+        let config = tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(&self.cert_pem, &self.key_pem),
+        );
+        match &self.client_ca_pem {
+            Some(ca) => config.client_ca_root(tonic::transport::Certificate::from_pem(ca)),
+            None => config,
+        }
+    }
+}
+
+/// An axum listener that hands over connections once their TLS handshake succeeded. Handshakes
+/// run in tasks of their own, so a client that stalls or fails one (a wrong CA, plain text on a
+/// TLS port) holds up nobody.
+struct TlsListener {
+    accepted: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        SocketAddr,
+    )>,
+    local_addr: SocketAddr,
+}
+
+impl TlsListener {
+    fn new(listener: TcpListener, config: rustls::ServerConfig) -> std::io::Result<Self> {
+        let local_addr = listener.local_addr()?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let (tx, accepted) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(_) => continue,
+                    },
+                    () = tx.closed() => break,
+                };
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
+                    if let Ok(Ok(tls)) = handshake {
+                        let _ = tx.send((tls, peer)).await;
+                    }
+                });
+            }
+        });
+        Ok(TlsListener {
+            accepted,
+            local_addr,
+        })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.accepted.recv().await {
+            Some(accepted) => accepted,
+            // The accept task ended: wait for the shutdown signal.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local_addr)
+    }
+}
+
 /// Binds both listeners and spawns the servers on the current runtime.
 async fn spawn_servers(
     shared: Arc<Shared>,
     shutdown: &watch::Sender<bool>,
+    tls: Option<&ReceiverTls>,
 ) -> std::io::Result<(SocketAddr, SocketAddr)> {
     let localhost = SocketAddr::from(([127, 0, 0, 1], 0));
     let grpc_listener = TcpListener::bind(localhost).await?;
@@ -428,11 +600,18 @@ async fn spawn_servers(
     let grpc = Grpc(shared.clone());
     let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
     let stop = wait_shutdown(shutdown.subscribe());
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server
+            .tls_config(tls.tonic_config())
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+    }
+    let gzip = tonic::codec::CompressionEncoding::Gzip;
     tokio::spawn(async move {
-        let result = tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(grpc.clone()))
-            .add_service(LogsServiceServer::new(grpc.clone()))
-            .add_service(MetricsServiceServer::new(grpc))
+        let result = server
+            .add_service(TraceServiceServer::new(grpc.clone()).accept_compressed(gzip))
+            .add_service(LogsServiceServer::new(grpc.clone()).accept_compressed(gzip))
+            .add_service(MetricsServiceServer::new(grpc).accept_compressed(gzip))
             .serve_with_incoming_shutdown(incoming, stop)
             .await;
         if let Err(e) = result {
@@ -446,14 +625,29 @@ async fn spawn_servers(
         .route("/v1/metrics", post(http_metrics))
         .with_state(shared);
     let stop = wait_shutdown(shutdown.subscribe());
-    tokio::spawn(async move {
-        let result = axum::serve(http_listener, app)
-            .with_graceful_shutdown(stop)
-            .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "OTLP HTTP receiver stopped with an error");
+    match tls {
+        None => {
+            tokio::spawn(async move {
+                let result = axum::serve(http_listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await;
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "OTLP HTTP receiver stopped with an error");
+                }
+            });
         }
-    });
+        Some(tls) => {
+            let listener = TlsListener::new(http_listener, tls.rustls_server_config()?)?;
+            tokio::spawn(async move {
+                let result = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await;
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "OTLP HTTPS receiver stopped with an error");
+                }
+            });
+        }
+    }
     Ok((grpc_addr, http_addr))
 }
 
@@ -468,15 +662,35 @@ impl OtlpReceiver {
     ///
     /// When called outside a tokio runtime.
     pub async fn start() -> std::io::Result<Self> {
+        Self::start_with(None).await
+    }
+
+    /// As [`start`](Self::start), serving TLS (or mutual TLS) on both ports: the endpoints are
+    /// `https://127.0.0.1:PORT`, and the server certificate is valid for `127.0.0.1` and
+    /// `localhost`.
+    ///
+    /// # Errors
+    ///
+    /// When a listener cannot be bound or the certificates are unusable.
+    ///
+    /// # Panics
+    ///
+    /// When called outside a tokio runtime.
+    pub async fn start_tls(tls: ReceiverTls) -> std::io::Result<Self> {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<ReceiverTls>) -> std::io::Result<Self> {
         let shared = Arc::new(Shared::new());
         let (shutdown, _) = watch::channel(false);
-        let (grpc_addr, http_addr) = spawn_servers(shared.clone(), &shutdown).await?;
+        let (grpc_addr, http_addr) = spawn_servers(shared.clone(), &shutdown, tls.as_ref()).await?;
         Ok(OtlpReceiver {
             shared,
             grpc_addr,
             http_addr,
             shutdown,
             background: None,
+            scheme: if tls.is_some() { "https" } else { "http" },
         })
     }
 
@@ -489,6 +703,22 @@ impl OtlpReceiver {
     /// When the runtime cannot be built, the thread cannot be spawned or a listener cannot be
     /// bound.
     pub fn start_in_background() -> std::io::Result<Self> {
+        Self::start_in_background_with(None)
+    }
+
+    /// As [`start_in_background`](Self::start_in_background), serving TLS (or mutual TLS); see
+    /// [`start_tls`](Self::start_tls).
+    ///
+    /// # Errors
+    ///
+    /// As [`start_in_background`](Self::start_in_background); also when the certificates are
+    /// unusable.
+    pub fn start_tls_in_background(tls: ReceiverTls) -> std::io::Result<Self> {
+        Self::start_in_background_with(Some(tls))
+    }
+
+    fn start_in_background_with(tls: Option<ReceiverTls>) -> std::io::Result<Self> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let shared = Arc::new(Shared::new());
         let (shutdown, _) = watch::channel(false);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -510,7 +740,8 @@ impl OtlpReceiver {
                     }
                 };
                 rt.block_on(async move {
-                    let started = spawn_servers(thread_shared, &thread_shutdown).await;
+                    let started =
+                        spawn_servers(thread_shared, &thread_shutdown, tls.as_ref()).await;
                     let ok = started.is_ok();
                     let _ = ready_tx.send(started);
                     if ok {
@@ -539,34 +770,35 @@ impl OtlpReceiver {
             background: Some(Background {
                 thread: Some(thread),
             }),
+            scheme,
         })
     }
 
     /// The gRPC endpoint, `http://127.0.0.1:PORT`.
     pub fn grpc_endpoint(&self) -> String {
-        format!("http://{}", self.grpc_addr)
+        format!("{}://{}", self.scheme, self.grpc_addr)
     }
 
     /// The HTTP base endpoint, `http://127.0.0.1:PORT` (what `OTEL_EXPORTER_OTLP_ENDPOINT`
     /// takes; the exporter appends `/v1/traces` etc.).
     pub fn http_endpoint(&self) -> String {
-        format!("http://{}", self.http_addr)
+        format!("{}://{}", self.scheme, self.http_addr)
     }
 
     /// `http://127.0.0.1:PORT/v1/traces`: what a signal-specific endpoint setting takes
     /// (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, or `with_endpoint` on an HTTP span exporter).
     pub fn http_traces_endpoint(&self) -> String {
-        format!("http://{}/v1/traces", self.http_addr)
+        format!("{}://{}/v1/traces", self.scheme, self.http_addr)
     }
 
     /// `http://127.0.0.1:PORT/v1/logs`.
     pub fn http_logs_endpoint(&self) -> String {
-        format!("http://{}/v1/logs", self.http_addr)
+        format!("{}://{}/v1/logs", self.scheme, self.http_addr)
     }
 
     /// `http://127.0.0.1:PORT/v1/metrics`.
     pub fn http_metrics_endpoint(&self) -> String {
-        format!("http://{}/v1/metrics", self.http_addr)
+        format!("{}://{}/v1/metrics", self.scheme, self.http_addr)
     }
 
     /// The gRPC listener's address.
@@ -626,6 +858,11 @@ impl OtlpReceiver {
     /// Number of HTTP requests rejected (wrong content type, compressed, undecodable).
     pub fn rejected_requests(&self) -> usize {
         self.shared.rejected.load(Ordering::SeqCst)
+    }
+
+    /// Export requests whose body was compressed (gzip), over either transport.
+    pub fn compressed_requests(&self) -> usize {
+        self.shared.compressed.load(Ordering::SeqCst)
     }
 
     /// Makes the receiver refuse exports (gRPC `UNAVAILABLE`, HTTP 503) until called with
