@@ -26,7 +26,8 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use orderscope_amqp::{TracedChannel, TracedConsumer};
-use orderscope_context::{OrderContext, OrderSpanProcessor, WithOrder};
+use orderscope_context::{OrderContext, WithOrder};
+use orderscope_testing::OrderSpanProcessor;
 use tokio::runtime::Runtime;
 use tokio::sync::Mutex;
 

@@ -26,7 +26,7 @@
 //! directly with the OpenTelemetry tracer (by default `opentelemetry::global::tracer("orderscope-amqp")`,
 //! resolved when a wrapper is built); metrics go through the [`metrics`] facade, with handles registered once
 //! per exchange or queue, so install the tracer provider and the metrics recorder before wrapping channels and
-//! consumers. Add `orderscope_context::OrderSpanProcessor` to the tracer provider to get the order fields as
+//! consumers. Add `orderscope::OrderSpanProcessor` to the tracer provider to get the order fields as
 //! span attributes.
 //!
 //! # Example

@@ -14,7 +14,8 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use orderscope_amqp::{TracedChannel, TracedConsumer};
-use orderscope_context::{Channel, OrderContext, OrderSpanProcessor, Priority, WithOrder};
+use orderscope_context::{Channel, OrderContext, Priority, WithOrder};
+use orderscope_testing::OrderSpanProcessor;
 use orderscope_testing::{OtlpReceiver, ReceivedSpan, SpanKind, assert_child_of};
 
 struct Otlp {

@@ -10,7 +10,9 @@
 //!
 //! - [`OrderContext::current`] reads it; [`OrderContext::attach`], [`OrderContext::in_scope`]
 //!   and [`WithOrder::with_order`] (for futures, including spawned ones) put it in scope.
-//! - [`OrderSpanProcessor`] copies the order fields onto every span started under it.
+//! - [`OrderContext::attributes`] gives the order fields as span attributes; the SDK-side span
+//!   processor that adds them to every span (`orderscope::OrderSpanProcessor`) lives where the
+//!   pipeline is built, so this crate depends on the OpenTelemetry API only.
 //! - [`inject`] writes `traceparent`, `tracestate` and `baggage` (with the order fields) into
 //!   any OpenTelemetry [`Injector`](opentelemetry::propagation::Injector);
 //!   [`Propagation::extract`] reads them back under a [`TrustPolicy`]. The W3C codecs are
@@ -67,7 +69,6 @@ mod drops;
 mod error;
 pub mod keys;
 mod order;
-mod processor;
 mod propagation;
 mod scope;
 mod time;
@@ -79,6 +80,5 @@ pub use crate::drops::{
 };
 pub use crate::error::OrderContextError;
 pub use crate::order::{Channel, OrderContext, OrderContextBuilder, Priority};
-pub use crate::processor::{OrderSpanProcessor, WithOrderFields};
 pub use crate::propagation::{Extracted, Propagation, TrustPolicy, inject};
 pub use crate::scope::{OrderGuard, WithOrder, WithOrderFuture};

@@ -65,6 +65,7 @@
 mod logs;
 mod metrics;
 mod model;
+mod order_spans;
 mod otlp;
 mod prometheus;
 mod spans;
@@ -79,6 +80,7 @@ pub use self::model::{
     ReceivedSpan, SpanKind, SpansExt, Status, Transport, assert_child_of, find_span,
     group_by_trace,
 };
+pub use self::order_spans::{OrderSpanProcessor, WithOrderFields};
 pub use self::otlp::{OtlpReceiver, ReceiverTls, Signal, WaitError};
 pub use self::prometheus::{
     Exposition, ParseError, ParsePromError, Sample, SamplesExt, parse_exposition, parse_prometheus,

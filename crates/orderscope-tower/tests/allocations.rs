@@ -16,7 +16,7 @@ use opentelemetry::Context;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, Span, SpanData, SpanProcessor};
-use orderscope_context::OrderSpanProcessor;
+use orderscope_testing::OrderSpanProcessor;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::ServiceExt;
 use tracing_subscriber::layer::SubscriberExt;

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use http::{HeaderMap, Request, Response, StatusCode};
 use opentelemetry::trace::{TraceContextExt, Tracer, TracerProvider};
-use orderscope_context::{OrderContext, OrderSpanProcessor};
+use orderscope_context::OrderContext;
+use orderscope_testing::OrderSpanProcessor;
 use orderscope_testing::{LocalMetrics, SpanCapture, SpanKind, assert_child_of};
 use orderscope_tower::{ClientLayer, NoPropagation, UrlTemplate};
 use tower::{Layer, ServiceExt, service_fn};

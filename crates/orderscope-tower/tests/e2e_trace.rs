@@ -15,7 +15,7 @@ use hyper_util::client::legacy::{Client as HyperClient, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use orderscope_context::OrderSpanProcessor;
+use orderscope_testing::OrderSpanProcessor;
 use orderscope_testing::{OtlpReceiver, SpanKind, assert_child_of};
 use orderscope_tower::{Client, ClientLayer, Order, ServerLayer, UrlTemplate};
 use tower::{Layer, ServiceExt};

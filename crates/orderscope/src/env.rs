@@ -1,4 +1,5 @@
-//! Configuration: what code set, what the environment says, and what `init` resolves from both.
+//! Resolution: what code set, what the environment says, and what `init` resolves from both
+//! (the types are in `config`).
 //!
 //! Precedence is the same for every setting: a value set in code (the [`TelemetryBuilder`]) beats
 //! the environment variable, and the variable beats the default. [`resolve`] is a pure function
@@ -8,26 +9,17 @@
 //! [`TelemetryBuilder`]: crate::TelemetryBuilder
 
 use std::collections::BTreeMap;
-use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use orderscope_logs::LogFormat;
 
-/// The default export timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`'s spec default): 10 s.
-pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The default bound on [`Telemetry::shutdown`](crate::Telemetry::shutdown) and on the flush at drop: 5 s.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
-/// The default capacity of the span export queue (`OTEL_BSP_MAX_QUEUE_SIZE`'s spec default).
-pub const DEFAULT_MAX_QUEUE_SIZE: usize = 2048;
-/// The default export batch size (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`'s spec default).
-pub const DEFAULT_MAX_EXPORT_BATCH_SIZE: usize = 512;
-/// The default delay between two scheduled exports (`OTEL_BSP_SCHEDULE_DELAY`'s spec default).
-pub const DEFAULT_SCHEDULED_DELAY: Duration = Duration::from_millis(5000);
-/// The default delay between two scheduled exports of log records (`OTEL_BLRP_SCHEDULE_DELAY`'s
-/// spec default).
-pub const DEFAULT_LOGS_SCHEDULED_DELAY: Duration = Duration::from_millis(1000);
-/// The default `tracing` filter when `RUST_LOG` is not set.
-pub const DEFAULT_LOG_FILTER: &str = "info";
+use crate::config::{
+    BatchSettings, Compression, DEFAULT_EXPORT_TIMEOUT, DEFAULT_LOG_FILTER,
+    DEFAULT_LOGS_SCHEDULED_DELAY, DEFAULT_MAX_EXPORT_BATCH_SIZE, DEFAULT_MAX_QUEUE_SIZE,
+    DEFAULT_SCHEDULED_DELAY, DEFAULT_SHUTDOWN_TIMEOUT, LogExport, OtlpSettings, PemFile, Protocol,
+    ResolvedConfig, Sampling, TlsMode, TlsSettings, TraceExport,
+};
 
 /// The environment variables `init` reads. Anything else in the environment is ignored.
 pub const ENV_VARS: &[&str] = &[
@@ -45,6 +37,14 @@ pub const ENV_VARS: &[&str] = &[
     "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
     "OTEL_EXPORTER_OTLP_TIMEOUT",
     "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
     "OTEL_BSP_MAX_QUEUE_SIZE",
     "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
     "OTEL_BSP_SCHEDULE_DELAY",
@@ -53,6 +53,10 @@ pub const ENV_VARS: &[&str] = &[
     "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
     "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
     "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
     "OTEL_BLRP_MAX_QUEUE_SIZE",
     "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
     "OTEL_BLRP_SCHEDULE_DELAY",
@@ -82,6 +86,10 @@ pub(crate) struct Signal {
     /// The signal-specific headers; the OTLP exporter also reads them on its own.
     pub(crate) headers: &'static str,
     timeout: &'static str,
+    compression: &'static str,
+    certificate: &'static str,
+    client_certificate: &'static str,
+    client_key: &'static str,
     /// Appended to a base endpoint for HTTP.
     path: &'static str,
 }
@@ -94,6 +102,10 @@ pub(crate) const TRACES: Signal = Signal {
     protocol: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
     headers: "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
     timeout: "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    compression: "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    certificate: "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+    client_certificate: "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+    client_key: "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
     path: "/v1/traces",
 };
 
@@ -105,6 +117,10 @@ pub(crate) const LOGS: Signal = Signal {
     protocol: "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
     headers: "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
     timeout: "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+    compression: "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
+    certificate: "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
+    client_certificate: "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
+    client_key: "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
     path: "/v1/logs",
 };
 
@@ -116,87 +132,6 @@ struct BatchVars {
     default_delay: Duration,
 }
 
-/// The OTLP transport.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Protocol {
-    /// OTLP over gRPC (`grpc`), usually port 4317.
-    Grpc,
-    /// OTLP over HTTP with protobuf bodies (`http/protobuf`), usually port 4318. The spec's default.
-    HttpProtobuf,
-}
-
-impl Protocol {
-    /// The name used in `OTEL_EXPORTER_OTLP_PROTOCOL`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Grpc => "grpc",
-            Self::HttpProtobuf => "http/protobuf",
-        }
-    }
-
-    fn parse(value: &str) -> Option<Self> {
-        match value.trim() {
-            "grpc" => Some(Self::Grpc),
-            "http/protobuf" => Some(Self::HttpProtobuf),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Which traces are sampled; the values of `OTEL_TRACES_SAMPLER`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum Sampling {
-    /// `always_on`: every trace.
-    AlwaysOn,
-    /// `always_off`: no trace.
-    AlwaysOff,
-    /// `traceidratio`: this fraction of traces, by trace id.
-    TraceIdRatio(f64),
-    /// `parentbased_always_on`: follow the parent; sample every root. The default.
-    ParentBasedAlwaysOn,
-    /// `parentbased_always_off`: follow the parent; sample no root.
-    ParentBasedAlwaysOff,
-    /// `parentbased_traceidratio`: follow the parent; sample this fraction of roots.
-    ParentBasedTraceIdRatio(f64),
-}
-
-impl Sampling {
-    pub(crate) fn to_sampler(self) -> opentelemetry_sdk::trace::Sampler {
-        use opentelemetry_sdk::trace::Sampler;
-        match self {
-            Self::AlwaysOn => Sampler::AlwaysOn,
-            Self::AlwaysOff => Sampler::AlwaysOff,
-            Self::TraceIdRatio(ratio) => Sampler::TraceIdRatioBased(ratio),
-            Self::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
-            Self::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
-            Self::ParentBasedTraceIdRatio(ratio) => {
-                Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
-            }
-        }
-    }
-}
-
-impl fmt::Display for Sampling {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::AlwaysOn => f.write_str("always_on"),
-            Self::AlwaysOff => f.write_str("always_off"),
-            Self::TraceIdRatio(ratio) => write!(f, "traceidratio({ratio})"),
-            Self::ParentBasedAlwaysOn => f.write_str("parentbased_always_on"),
-            Self::ParentBasedAlwaysOff => f.write_str("parentbased_always_off"),
-            Self::ParentBasedTraceIdRatio(ratio) => write!(f, "parentbased_traceidratio({ratio})"),
-        }
-    }
-}
-
 /// Settings made in code through the builder. `None` means "not set in code".
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CodeSettings {
@@ -206,6 +141,10 @@ pub(crate) struct CodeSettings {
     pub(crate) protocol: Option<Protocol>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) export_timeout: Option<Duration>,
+    pub(crate) compression: Option<Compression>,
+    pub(crate) certificate: Option<PathBuf>,
+    pub(crate) client_certificate: Option<PathBuf>,
+    pub(crate) client_key: Option<PathBuf>,
     pub(crate) sampling: Option<Sampling>,
     pub(crate) sdk_disabled: Option<bool>,
     pub(crate) log_format: Option<LogFormat>,
@@ -216,121 +155,6 @@ pub(crate) struct CodeSettings {
     pub(crate) shutdown_timeout: Option<Duration>,
     pub(crate) custom_exporter: bool,
     pub(crate) logs_export: Option<bool>,
-}
-
-/// Where spans go.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum TraceExport {
-    /// Exported by OTLP.
-    Otlp(OtlpSettings),
-    /// Given to the exporter passed to [`TelemetryBuilder::with_span_exporter`](crate::TelemetryBuilder::with_span_exporter).
-    Custom,
-    /// Nowhere: no endpoint is configured (or `OTEL_TRACES_EXPORTER=none`). Spans still get ids, so
-    /// log lines stay correlated, but they are not exported.
-    None,
-    /// The SDK is disabled (`OTEL_SDK_DISABLED=true`): no spans are recorded at all.
-    Disabled,
-}
-
-/// Where log records go, besides the log lines that are always written.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum LogExport {
-    /// Exported by OTLP too (`OTEL_LOGS_EXPORTER=otlp` or
-    /// [`TelemetryBuilder::with_logs_export`](crate::TelemetryBuilder::with_logs_export)).
-    Otlp(OtlpSettings),
-    /// Not exported by OTLP: the default, or log export is on but no endpoint is configured.
-    None,
-    /// The SDK is disabled (`OTEL_SDK_DISABLED=true`).
-    Disabled,
-}
-
-/// How spans or log records are exported by OTLP.
-#[derive(Clone, PartialEq)]
-pub struct OtlpSettings {
-    /// The URL the signal is sent to. For `http/protobuf` this includes the signal path
-    /// (`/v1/traces`, `/v1/logs`).
-    pub endpoint: String,
-    /// The transport.
-    pub protocol: Protocol,
-    /// Headers sent with every export (keys lower-case). Shown masked by `Debug`.
-    pub headers: Vec<(String, String)>,
-    /// The time one export may take, retries included.
-    pub timeout: Duration,
-}
-
-impl fmt::Debug for OtlpSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OtlpSettings")
-            .field("endpoint", &self.endpoint)
-            .field("protocol", &self.protocol)
-            .field("headers", &MaskedHeaders(&self.headers))
-            .field("timeout", &self.timeout)
-            .finish()
-    }
-}
-
-/// Header names with their values masked: `authorization=***,x-tenant=***`.
-pub(crate) struct MaskedHeaders<'a>(pub(crate) &'a [(String, String)]);
-
-impl fmt::Display for MaskedHeaders<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, (key, _)) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            write!(f, "{key}=***")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for MaskedHeaders<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "\"{self}\"")
-    }
-}
-
-/// An export queue (of spans or of log records).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BatchSettings {
-    /// Items that may wait for export; more are dropped.
-    pub max_queue_size: usize,
-    /// Items per export.
-    pub max_export_batch_size: usize,
-    /// Delay between two scheduled exports.
-    pub scheduled_delay: Duration,
-}
-
-/// The configuration `init` resolved from code, environment and defaults.
-///
-/// Its `Debug` output masks header values.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct ResolvedConfig {
-    /// `service.name`.
-    pub service_name: String,
-    /// Resource attributes other than `service.name`, sorted by key.
-    pub resource_attributes: Vec<(String, String)>,
-    /// Where spans go.
-    pub traces: TraceExport,
-    /// Which traces are sampled.
-    pub sampling: Sampling,
-    /// The span export queue.
-    pub batch: BatchSettings,
-    /// Where log records go by OTLP. Log lines are written to the log writer either way.
-    pub logs: LogExport,
-    /// The log record export queue (`OTEL_BLRP_*`), used when [`logs`](Self::logs) is OTLP.
-    pub logs_batch: BatchSettings,
-    /// How log lines are written.
-    pub log_format: LogFormat,
-    /// The `tracing` filter directives.
-    pub log_filter: String,
-    /// The bound on [`Telemetry::shutdown`](crate::Telemetry::shutdown) and on the flush at drop.
-    pub shutdown_timeout: Duration,
-    /// Environment values that were ignored, and why. `init` logs each as a WARN line.
-    pub warnings: Vec<String>,
 }
 
 /// Resolves the configuration: code beats environment, environment beats defaults.
@@ -585,12 +409,77 @@ fn resolve_otlp<'e>(
         DEFAULT_EXPORT_TIMEOUT
     });
 
-    Some(OtlpSettings {
+    let compression = match code.compression {
+        Some(compression) => Some(compression),
+        None => [signal.compression, "OTEL_EXPORTER_OTLP_COMPRESSION"]
+            .into_iter()
+            .find_map(|name| var(name).map(|value| (name, value)))
+            .and_then(|(name, value)| match value.to_ascii_lowercase().as_str() {
+                "gzip" => Some(Compression::Gzip),
+                "none" => None,
+                _ => {
+                    warnings.push(format!(
+                        "{name}={value:?} is not supported (use `gzip` or `none`); using `none`"
+                    ));
+                    None
+                }
+            }),
+    };
+
+    let pem = |code_value: &Option<PathBuf>, method: &'static str, names: [&'static str; 2]| {
+        match code_value {
+            Some(path) => Some(PemFile {
+                path: path.clone(),
+                setting: method,
+            }),
+            None => names.into_iter().find_map(|name| {
+                var(name).map(|path| PemFile {
+                    path: PathBuf::from(path),
+                    setting: name,
+                })
+            }),
+        }
+    };
+    let tls = TlsSettings {
+        certificate: pem(
+            &code.certificate,
+            "with_otlp_certificate",
+            [signal.certificate, "OTEL_EXPORTER_OTLP_CERTIFICATE"],
+        ),
+        client_certificate: pem(
+            &code.client_certificate,
+            "with_otlp_client_certificate",
+            [
+                signal.client_certificate,
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            ],
+        ),
+        client_key: pem(
+            &code.client_key,
+            "with_otlp_client_key",
+            [signal.client_key, "OTEL_EXPORTER_OTLP_CLIENT_KEY"],
+        ),
+    };
+
+    let settings = OtlpSettings {
         endpoint,
         protocol,
         headers: headers.into_iter().collect(),
         timeout,
-    })
+        compression,
+        tls,
+    };
+    if settings.tls_mode() == TlsMode::Plaintext
+        && (settings.tls.certificate.is_some()
+            || settings.tls.client_certificate.is_some()
+            || settings.tls.client_key.is_some())
+    {
+        warnings.push(format!(
+            "certificates are set but the {} endpoint {} is not https://; they are not used",
+            signal.name, settings.endpoint
+        ));
+    }
+    Some(settings)
 }
 
 /// A batch processor's queue: code beats the variables of `vars`, which beat the defaults. The

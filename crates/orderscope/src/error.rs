@@ -13,12 +13,19 @@ pub enum InitError {
     /// first [`Telemetry`](crate::Telemetry) and pass it (or its `PrometheusHandle`) around.
     #[error("orderscope is already initialised in this process")]
     AlreadyInitialized,
-    /// Another global `tracing` subscriber was installed before `init`.
-    #[error("a global tracing subscriber is already installed")]
-    SubscriberAlreadySet(#[source] tracing::subscriber::SetGlobalDefaultError),
-    /// Another global `metrics` recorder was installed before `init`. The tracing subscriber
-    /// was installed already; logs and spans work, metrics go to the other recorder.
-    #[error("a global metrics recorder is already installed")]
+    /// Another global `tracing` subscriber was installed before `init`. Nothing was installed.
+    /// To add orderscope to that subscriber, use
+    /// [`build_parts`](crate::TelemetryBuilder::build_parts).
+    #[error(
+        "installing the tracing subscriber: another global subscriber is already installed (add orderscope's layer to it with `build_parts`)"
+    )]
+    SubscriberAlreadySet,
+    /// Another global `metrics` recorder was installed before `init`. Nothing was installed.
+    /// To keep that recorder, turn orderscope's off with
+    /// [`with_prometheus_recorder(false)`](crate::TelemetryBuilder::with_prometheus_recorder).
+    #[error(
+        "installing the Prometheus recorder: another global metrics recorder is already installed (keep it with `with_prometheus_recorder(false)`)"
+    )]
     RecorderAlreadySet,
     /// The log filter given in code is not valid `tracing_subscriber::EnvFilter` syntax.
     #[error("invalid log filter {filter:?}")]
@@ -37,10 +44,30 @@ pub enum InitError {
     },
     /// An OTLP exporter (of spans or of log records) could not be built (for example an
     /// endpoint that is not a URL).
-    #[error("cannot build the OTLP exporter")]
+    #[error("building the OTLP exporter: {0}")]
     Exporter(#[source] opentelemetry_otlp::ExporterBuildError),
+    /// A certificate or key file for OTLP over TLS is missing, unreadable or holds no usable
+    /// PEM.
+    #[error("reading the OTLP TLS settings: {setting}={}: {reason}", path.display())]
+    Certificate {
+        /// The variable (`OTEL_EXPORTER_OTLP_CERTIFICATE`, …) or builder method that named it.
+        setting: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The endpoint is `https://` (or certificates are set) but the crate was built without
+    /// its `tls` feature.
+    #[error(
+        "building the OTLP exporter: the endpoint {endpoint} is https:// but orderscope was built without its `tls` feature"
+    )]
+    TlsUnavailable {
+        /// The endpoint.
+        endpoint: String,
+    },
     /// The HTTP client for OTLP/HTTP export could not be built.
-    #[error("cannot build the OTLP HTTP client")]
+    #[error("building the OTLP HTTP client: {0}")]
     HttpClient(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A background thread (OTLP gRPC runtime, OTLP HTTP client set-up, metrics upkeep) could not be started.
     #[error("cannot start the {what} thread")]
@@ -56,9 +83,16 @@ pub enum InitError {
 /// Why [`Telemetry::shutdown`](crate::Telemetry::shutdown) did not finish cleanly.
 ///
 /// Shutdown never blocks longer than its bound; whatever could not be flushed within it is lost.
+/// Only telemetry is lost: a service can log this (shutdown logs it as a WARN line already) and
+/// end with success.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ShutdownError {
+    /// Spans (or log records) were not delivered within the bound: how many, where to, and why,
+    /// e.g. "2 span batches (7 spans) not delivered to http://127.0.0.1:4318/v1/traces within
+    /// 5s: no answer".
+    #[error("{0}")]
+    NotDelivered(String),
     /// The pending spans (or log records) were not flushed within the bound.
     #[error("spans or log records were not flushed within {0:?}")]
     Timeout(Duration),

@@ -13,9 +13,10 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
-use crate::env::ResolvedConfig;
+use crate::config::ResolvedConfig;
+use crate::delivery::Delivery;
 use crate::error::ShutdownError;
-use crate::init::QueueState;
+use crate::queue::QueueState;
 
 /// How often the Prometheus recorder's upkeep runs (histogram bucket maintenance).
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -59,6 +60,10 @@ pub(crate) struct TelemetryInner {
     /// Set at shutdown: events no longer become OTLP log records.
     pub(crate) logs_shut_down: Arc<AtomicBool>,
     pub(crate) queue: Arc<QueueState>,
+    /// The span exports, when spans are exported.
+    pub(crate) traces_delivery: Option<Arc<Delivery>>,
+    /// The log record exports, when log records are exported by OTLP.
+    pub(crate) logs_delivery: Option<Arc<Delivery>>,
     pub(crate) otlp_runtime: Option<OtlpRuntime>,
     pub(crate) upkeep: Option<Upkeep>,
 }
@@ -119,6 +124,20 @@ impl Telemetry {
         &self.prometheus
     }
 
+    /// Describes orderscope's metrics (the catalogue's and the export counters) to the installed
+    /// `metrics` recorder, and registers the export counters of this pipeline at zero so that
+    /// dashboards and alerts see them before the first failure.
+    ///
+    /// [`init`](crate::init) calls it after installing its recorder. A service that installs a
+    /// recorder itself after [`build_parts`](crate::TelemetryBuilder::build_parts) (orderscope's
+    /// or its own) calls it after that.
+    pub fn describe_metrics(&self) {
+        crate::startup::describe_metrics(matches!(
+            self.config.logs,
+            crate::config::LogExport::Otlp(_)
+        ));
+    }
+
     /// The configuration that was resolved and installed.
     pub fn config(&self) -> &ResolvedConfig {
         &self.config
@@ -144,15 +163,70 @@ impl Telemetry {
     }
 
     /// Flushes pending spans and stops the background threads, within the shutdown timeout
-    /// (plus about 100 ms).
+    /// (plus about 100 ms). Blocks the calling thread meanwhile: from async code, use
+    /// [`shutdown_async`](Self::shutdown_async).
+    ///
+    /// What could not be delivered is logged as one WARN line and returned. Only telemetry is
+    /// lost then: a service may log the error and still end with success.
     ///
     /// # Errors
     ///
-    /// [`ShutdownError::Timeout`] when the pending spans were not exported in time,
+    /// [`ShutdownError::NotDelivered`] when spans or log records were not delivered in time
+    /// (how many, where to, and why: "no answer" or the last export error),
+    /// [`ShutdownError::Timeout`] when the flush timed out with nothing known to be pending,
     /// [`ShutdownError::Export`] when the final export failed. Either way everything is
     /// stopped when this returns.
     pub fn shutdown(mut self) -> Result<(), ShutdownError> {
         self.shutdown_inner()
+    }
+
+    /// [`shutdown`](Self::shutdown) for async code: the flush runs on a thread of its own, so no
+    /// runtime worker is blocked for the flush bound (a current-thread runtime keeps serving
+    /// its other tasks meanwhile).
+    ///
+    /// # Errors
+    ///
+    /// As [`shutdown`](Self::shutdown).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let telemetry = orderscope::init("mes")?;
+    /// // ... serve until a shutdown signal ...
+    /// if let Err(error) = telemetry.shutdown_async().await {
+    ///     // Already logged as a WARN line; only telemetry was lost.
+    ///     eprintln!("{error}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn shutdown_async(mut self) -> Result<(), ShutdownError> {
+        let Some(inner) = self.inner.take() else {
+            return Ok(());
+        };
+        let config = self.config.clone();
+        let (done, result) = tokio::sync::oneshot::channel();
+        let mut detached = Telemetry {
+            inner: Some(inner),
+            prometheus: self.prometheus.clone(),
+            config,
+        };
+        let spawned = std::thread::Builder::new()
+            .name("orderscope-shutdown".to_owned())
+            .spawn(move || {
+                let _ = done.send(detached.shutdown_inner());
+            });
+        match spawned {
+            Ok(_) => result.await.unwrap_or_else(|_| {
+                Err(ShutdownError::Export(
+                    "the shutdown thread panicked".to_owned(),
+                ))
+            }),
+            // No thread: the pipeline was shut down (blocking) when the closure was dropped.
+            Err(error) => Err(ShutdownError::Export(format!(
+                "cannot start the shutdown thread: {error}"
+            ))),
+        }
     }
 
     fn shutdown_inner(&mut self) -> Result<(), ShutdownError> {
@@ -160,13 +234,41 @@ impl Telemetry {
             return Ok(());
         };
         let timeout = self.config.shutdown_timeout;
+        let failures_before = (
+            inner.traces_delivery.as_ref().map(|d| d.failures()),
+            inner.logs_delivery.as_ref().map(|d| d.failures()),
+        );
         inner.logs_shut_down.store(true, Ordering::Relaxed);
         let (traces, logs) = both(
             &inner,
             |provider| provider.shutdown_with_timeout(timeout),
             |provider| provider.shutdown_with_timeout(timeout),
         );
-        let result = first_error(traces, logs, timeout);
+        // Say what was not delivered, where to and why, when that is known: the SDK reports a
+        // flush that timed out, but not the exports that failed.
+        let undelivered: Vec<String> = [
+            inner
+                .traces_delivery
+                .as_ref()
+                .zip(failures_before.0)
+                .and_then(|(d, before)| d.undelivered(inner.queue.queued(), timeout, before)),
+            inner
+                .logs_delivery
+                .as_ref()
+                .zip(failures_before.1)
+                .and_then(|(d, before)| d.undelivered(0, timeout, before)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let result = if undelivered.is_empty() {
+            first_error(traces, logs, timeout)
+        } else {
+            Err(ShutdownError::NotDelivered(undelivered.join("; ")))
+        };
+        if let Err(error) = &result {
+            tracing::warn!(target: "orderscope", "telemetry not flushed at shutdown: {error}");
+        }
         inner.queue.mark_shut_down();
         if let Some(upkeep) = inner.upkeep.take() {
             upkeep.stop();

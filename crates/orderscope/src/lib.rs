@@ -60,29 +60,53 @@
 
 #![deny(missing_docs)]
 
-mod env;
+// One module per piece a service can take; `init` assembles them all.
+mod builder; // TelemetryBuilder: code settings, assembly, build / build_parts
+mod config; // the resolved settings
+mod delivery; // export failures counted, one WARN per burst, what was not delivered
+mod env; // the settings: code beats OTEL_* variables beats defaults
 mod error;
-mod guard;
-mod init;
+mod guard; // Telemetry: flush on shutdown and drop
+mod init; // init, builder
+mod log_export; // OTLP log records
+mod log_lines; // JSON or pretty log lines
+mod otlp; // the OTLP exporters
+mod panic_hook;
+mod parts; // TelemetryParts: the pieces, not installed
 pub mod prelude;
+mod queue; // the bounded, counted span queue
+mod span_processor; // the order fields on every span
+mod startup; // the start-up line, metric descriptions
+mod tls; // certificates and rustls configurations
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
-pub use self::env::{
-    BatchSettings, DEFAULT_EXPORT_TIMEOUT, DEFAULT_LOG_FILTER, DEFAULT_LOGS_SCHEDULED_DELAY,
-    DEFAULT_MAX_EXPORT_BATCH_SIZE, DEFAULT_MAX_QUEUE_SIZE, DEFAULT_SCHEDULED_DELAY,
-    DEFAULT_SHUTDOWN_TIMEOUT, ENV_VARS, LogExport, OtlpSettings, Protocol, ResolvedConfig,
-    Sampling, TraceExport,
+pub use self::builder::TelemetryBuilder;
+pub use self::config::{
+    BatchSettings, Compression, DEFAULT_EXPORT_TIMEOUT, DEFAULT_LOG_FILTER,
+    DEFAULT_LOGS_SCHEDULED_DELAY, DEFAULT_MAX_EXPORT_BATCH_SIZE, DEFAULT_MAX_QUEUE_SIZE,
+    DEFAULT_SCHEDULED_DELAY, DEFAULT_SHUTDOWN_TIMEOUT, LogExport, OtlpSettings, PemFile, Protocol,
+    ResolvedConfig, Sampling, TlsMode, TlsSettings, TraceExport,
 };
+pub use self::delivery::EXPORT_FAILURES_METRIC;
+pub use self::env::ENV_VARS;
 pub use self::error::{InitError, ShutdownError};
 pub use self::guard::Telemetry;
-pub use self::init::{
-    EXPORT_FAILURES_METRIC, SPANS_DROPPED_METRIC, TelemetryBuilder, builder, init,
-};
+pub use self::init::{builder, init};
+pub use self::panic_hook::install_panic_hook;
+pub use self::parts::TelemetryParts;
+pub use self::queue::SPANS_DROPPED_METRIC;
+pub use self::span_processor::{OrderSpanProcessor, WithOrderFields};
 
-pub use orderscope_context as context;
+/// Order context and W3C propagation (`orderscope-context`), with the order span processor.
+pub mod context {
+    #[doc(inline)]
+    pub use crate::span_processor::{OrderSpanProcessor, WithOrderFields};
+    #[doc(no_inline)]
+    pub use orderscope_context::*;
+}
 pub use orderscope_context::{Channel, OrderContext, Priority, WithOrder};
 pub use orderscope_logs as logs;
 pub use orderscope_logs::{LogFormat, order_event, register_stages, stage};

@@ -15,7 +15,7 @@ use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use orderscope_context::OrderSpanProcessor;
+use orderscope_testing::OrderSpanProcessor;
 use orderscope_testing::{LocalMetrics, MetricValue, SpanCapture};
 
 /// The broker address: `AMQP_ADDR`, else the local RabbitMQ.

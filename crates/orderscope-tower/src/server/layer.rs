@@ -109,7 +109,7 @@ pub(crate) struct Instance {
 /// - opens the `SERVER` span `{method} {route}` directly with the OpenTelemetry API (the tracer
 ///   provider set with [`tracer_provider`](Self::tracer_provider), else the global one as it is
 ///   when the first request arrives), with the stable HTTP semantic-convention attributes;
-///   the order fields are added by `orderscope_context::OrderSpanProcessor` on the provider;
+///   the order fields are added by `orderscope::OrderSpanProcessor` on the provider;
 /// - attaches the span and the order to the OpenTelemetry context around every poll of the
 ///   handler, so `tracing` spans and log lines in the handler nest under the server span, and
 ///   puts the [`OrderContext`](orderscope_context::OrderContext) in the request extensions for

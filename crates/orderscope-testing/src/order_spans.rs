@@ -1,4 +1,6 @@
-//! The span processor that copies the order in scope onto every new span.
+//! The order span processor, for the test kit's own pipelines and for the tests of the
+//! instrumentation crates, which do not depend on the facade. The same as
+//! `orderscope::OrderSpanProcessor` (the facade's copy is the one services use).
 
 use std::time::Duration;
 
@@ -7,7 +9,7 @@ use opentelemetry::trace::Span as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 
-use crate::order::OrderContext;
+use orderscope_context::OrderContext;
 
 /// Adds the order fields (`order.id`, `order.channel`, …) as attributes to every span started
 /// while an [`OrderContext`] is in its parent context.
@@ -25,7 +27,8 @@ use crate::order::OrderContext;
 /// ```
 /// use opentelemetry::trace::{Tracer, TracerProvider};
 /// use opentelemetry_sdk::trace::SdkTracerProvider;
-/// use orderscope_context::{OrderContext, OrderSpanProcessor};
+/// use orderscope_context::OrderContext;
+/// use orderscope_testing::OrderSpanProcessor;
 ///
 /// let provider = SdkTracerProvider::builder()
 ///     .with_span_processor(OrderSpanProcessor::new())
@@ -52,7 +55,7 @@ impl OrderSpanProcessor {
     ///
     /// ```
     /// use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SimpleSpanProcessor};
-    /// use orderscope_context::OrderSpanProcessor;
+    /// use orderscope_testing::OrderSpanProcessor;
     ///
     /// let exporting = SimpleSpanProcessor::new(InMemorySpanExporter::default());
     /// let provider = SdkTracerProvider::builder()

@@ -3,11 +3,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
-use opentelemetry::trace::{Span, TraceContextExt, Tracer, TracerProvider};
-use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData, SpanProcessor};
-use orderscope_context::{
+use orderscope::context::{
     Channel, OrderContext, OrderSpanProcessor, Priority, Propagation, WithOrder, inject,
+};
+use orderscope::opentelemetry::trace::{Span, TraceContextExt, Tracer, TracerProvider};
+use orderscope::opentelemetry::{Context, KeyValue};
+use orderscope::opentelemetry_sdk::trace::{
+    InMemorySpanExporter, SdkTracerProvider, SpanData, SpanProcessor,
 };
 
 fn provider() -> (SdkTracerProvider, InMemorySpanExporter) {
@@ -126,7 +128,7 @@ fn the_other_methods_do_nothing() {
 
 #[test]
 fn the_wrapping_form_adds_the_fields_and_exports_through_the_inner_processor() {
-    use opentelemetry_sdk::trace::SimpleSpanProcessor;
+    use orderscope::opentelemetry_sdk::trace::SimpleSpanProcessor;
     let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()
         .with_span_processor(OrderSpanProcessor::wrap(SimpleSpanProcessor::new(
