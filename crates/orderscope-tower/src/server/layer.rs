@@ -1,11 +1,11 @@
 //! [`ServerLayer`]: configuration of the server middleware.
 
 use std::borrow::Cow;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{Span, Tracer, TracerProvider};
-use orderscope_context::Propagation;
+use orderscope_context::{LateTracer, Propagation};
 use tower_layer::Layer;
 
 use super::Server;
@@ -51,7 +51,7 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) untrusted: bool,
     pub(crate) routes: RouteTable,
-    tracer: OnceLock<Arc<BoxedTracer>>,
+    tracer: LateTracer,
 }
 
 impl Shared {
@@ -65,20 +65,19 @@ impl Shared {
         Self {
             untrusted: config.propagation.policy() == orderscope_context::TrustPolicy::Untrusted,
             routes: RouteTable::new(metrics, config.skip_paths.clone(), MAX_ROUTES),
-            tracer: OnceLock::new(),
+            tracer: match &config.tracer {
+                Some(tracer) => LateTracer::fixed(tracer.clone()),
+                None => LateTracer::global(scope()),
+            },
             config,
         }
     }
 
-    /// The tracer: the one set on the layer, else the global provider's as it is at the first request.
+    /// The tracer: the one set on the layer, else the global provider's, looked up until one is
+    /// installed.
     #[inline]
-    pub(crate) fn tracer(&self) -> &BoxedTracer {
-        self.tracer.get_or_init(|| {
-            self.config
-                .tracer
-                .clone()
-                .unwrap_or_else(|| Arc::new(opentelemetry::global::tracer_with_scope(scope())))
-        })
+    pub(crate) fn tracer(&self) -> &LateTracer {
+        &self.tracer
     }
 }
 

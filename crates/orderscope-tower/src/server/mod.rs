@@ -38,7 +38,7 @@ use axum::extract::MatchedPath;
 use http::{Request, Response, Version};
 use http_body::Body;
 use opentelemetry::KeyValue;
-use opentelemetry::trace::{Link, SpanBuilder, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::trace::{Link, SpanBuilder, SpanKind, TraceContextExt};
 use tower_service::Service;
 
 pub use self::body::ResponseBody;
