@@ -1,7 +1,7 @@
 //! [`ServerLayer`]: configuration of the server middleware.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{Span, Tracer, TracerProvider};
@@ -81,6 +81,30 @@ impl Shared {
     }
 }
 
+/// The layer most recently applied to a service: [`UnmatchedLayer`](super::UnmatchedLayer)
+/// measures the requests no route matched with its configuration.
+static APPLIED: RwLock<Option<Arc<Shared>>> = RwLock::new(None);
+
+fn register_applied(shared: &Arc<Shared>) {
+    let current = APPLIED.read().unwrap_or_else(PoisonError::into_inner);
+    if current
+        .as_ref()
+        .is_some_and(|applied| Arc::ptr_eq(applied, shared))
+    {
+        return;
+    }
+    drop(current);
+    *APPLIED.write().unwrap_or_else(PoisonError::into_inner) = Some(shared.clone());
+}
+
+/// The configuration of the [`ServerLayer`] most recently applied, if any.
+pub(crate) fn applied() -> Option<Arc<Shared>> {
+    APPLIED
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
+
 /// The per-service-instance part: the instance's route cache.
 #[derive(Debug)]
 pub(crate) struct Instance {
@@ -97,9 +121,14 @@ pub(crate) struct Instance {
 /// `Router`) hides the matched route: every request would be `unmatched`. With `route_layer`, only
 /// matched routes are instrumented (axum does not apply route layers to the fallback).
 ///
-/// Metric handles are resolved once per route and method and registered with the `metrics`
-/// recorder that is current when that route is first requested: install the recorder (for
-/// example with `orderscope::init`) before serving.
+/// axum's `Router::merge` keeps the merged-in router's fallback, so after
+/// `.layer(ServerLayer::new()).merge(other)` unknown paths reach `other`'s fallback, which this
+/// layer never wrapped; `orderscope`'s `metrics_router()` carries an
+/// [`UnmatchedLayer`](super::UnmatchedLayer) that measures them with this layer's configuration.
+///
+/// Metric labels are resolved once per route and method; the handles are bound to the `metrics`
+/// recorder current when they record, and the tracer is the global provider's once one is
+/// installed: a layer built before `orderscope::init` records into the pipeline it installs.
 ///
 /// Per request the layer
 /// - extracts `traceparent`, `tracestate` and `baggage` under the layer's trust policy
@@ -371,6 +400,7 @@ impl<S, Req: Clone, Res: Clone> Layer<S> for ServerLayer<Req, Res> {
     type Service = Server<S, Req, Res>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        register_applied(&self.shared);
         Server::from_parts(
             inner,
             Arc::new(Instance {

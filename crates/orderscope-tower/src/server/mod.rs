@@ -27,6 +27,7 @@ mod hook;
 mod layer;
 mod record;
 mod route;
+mod unmatched;
 
 use quanta::Instant;
 use std::any::Any;
@@ -49,6 +50,7 @@ pub use self::hook::{
 pub use self::layer::{
     DEFAULT_SERIES_LIMIT, MAX_EXTRA_LABEL_VALUES, MAX_EXTRA_LABELS, ServerLayer,
 };
+pub use self::unmatched::{Unmatched, UnmatchedLayer};
 
 use self::layer::Instance;
 
@@ -124,65 +126,95 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let start = Instant::now();
-        let instance = &*self.instance;
-        let shared = &*instance.shared;
-        let matched = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map(MatchedPath::as_str);
-        let route = instance
-            .last
-            .resolve(&shared.routes, matched, request.uri().path());
-        if route.skip {
-            return ResponseFuture::new(
-                Ok(self.inner.call(request)),
-                None,
-                false,
-                false,
-                self.on_response.clone(),
-            );
-        }
-
-        let method = MethodKind::of(request.method());
-        let metrics = shared.routes.metrics();
-        let hook = shared.config.tracing && self.on_request.is_active();
-        let mut extra = 0;
-        let mut hook_attributes = Vec::new();
-        if hook || metrics.has_labels() {
-            let (parts, body) = request.into_parts();
-            extra = metrics.label_index(&parts);
-            if hook {
-                self.on_request
-                    .on_request(&parts, &mut SpanAttributes::new(&mut hook_attributes));
-            }
-            request = Request::from_parts(parts, body);
-        }
-
-        let otel = shared
-            .config
-            .tracing
-            .then(|| start_span(shared, &mut request, &route, method, hook_attributes));
-        let recorder = Recorder::start(route, method, extra, start, otel);
-
-        let catch_panic = shared.config.catch_panic;
-        let inner = {
-            let _guard = recorder.context().map(|otel| otel.clone().attach());
-            if catch_panic {
-                catch_unwind(AssertUnwindSafe(|| self.inner.call(request)))
-            } else {
-                Ok::<_, Box<dyn Any + Send>>(self.inner.call(request))
-            }
-        };
-        ResponseFuture::new(
-            inner,
-            Some(recorder),
-            catch_panic,
-            method == MethodKind::Head,
-            self.on_response.clone(),
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        instrument(
+            &self.instance.shared,
+            &self.instance.last,
+            &self.on_request,
+            &self.on_response,
+            &mut self.inner,
+            request,
         )
     }
+}
+
+/// Marks a request that matched no route and that a [`Server`] already measures, so the
+/// fallback of [`UnmatchedLayer`] does not measure it twice.
+#[derive(Clone, Copy, Debug)]
+struct Measured;
+
+/// The request path of [`Server`] (and of [`UnmatchedLayer`]'s services).
+#[inline]
+fn instrument<S, B, ResBody, Req, Res>(
+    shared: &layer::Shared,
+    last: &route::LastRoute,
+    on_request: &Req,
+    on_response: &Res,
+    inner: &mut S,
+    mut request: Request<B>,
+) -> ResponseFuture<S::Future, Res>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    ResBody: Body,
+    Req: OnRequest,
+    Res: OnResponse,
+{
+    let start = Instant::now();
+    let matched = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    let unmatched = matched.is_none();
+    let route = last.resolve(&shared.routes, matched, request.uri().path());
+    if route.skip {
+        return ResponseFuture::new(
+            Ok(inner.call(request)),
+            None,
+            false,
+            false,
+            on_response.clone(),
+        );
+    }
+    if unmatched {
+        request.extensions_mut().insert(Measured);
+    }
+
+    let method = MethodKind::of(request.method());
+    let metrics = shared.routes.metrics();
+    let hook = shared.config.tracing && on_request.is_active();
+    let mut extra = 0;
+    let mut hook_attributes = Vec::new();
+    if hook || metrics.has_labels() {
+        let (parts, body) = request.into_parts();
+        extra = metrics.label_index(&parts);
+        if hook {
+            on_request.on_request(&parts, &mut SpanAttributes::new(&mut hook_attributes));
+        }
+        request = Request::from_parts(parts, body);
+    }
+
+    let otel = shared
+        .config
+        .tracing
+        .then(|| start_span(shared, &mut request, &route, method, hook_attributes));
+    let recorder = Recorder::start(route, method, extra, start, otel);
+
+    let catch_panic = shared.config.catch_panic;
+    let inner = {
+        let _guard = recorder.context().map(|otel| otel.clone().attach());
+        if catch_panic {
+            catch_unwind(AssertUnwindSafe(|| inner.call(request)))
+        } else {
+            Ok::<_, Box<dyn Any + Send>>(inner.call(request))
+        }
+    };
+    ResponseFuture::new(
+        inner,
+        Some(recorder),
+        catch_panic,
+        method == MethodKind::Head,
+        on_response.clone(),
+    )
 }
 
 /// Extracts the incoming context and starts the server span; returns the context to attach.
