@@ -11,6 +11,7 @@ use tower_layer::Layer;
 use super::Server;
 use super::hook::{DefaultOnRequest, DefaultOnResponse, OnRequest, OnResponse};
 use super::route::{LabelDef, LastRoute, MetricsShared, RouteTable};
+use super::url::DEFAULT_REDACTED_QUERY_KEYS;
 use crate::common::scope;
 
 /// Default of [`ServerLayer::series_limit`].
@@ -43,6 +44,9 @@ pub(crate) struct Config {
     pub(crate) series_limit: usize,
     pub(crate) labels: Vec<LabelDef>,
     pub(crate) tracer: Option<Arc<BoxedTracer>>,
+    pub(crate) record_query: bool,
+    pub(crate) redact_query_keys: Vec<Cow<'static, str>>,
+    pub(crate) trust_forwarded_scheme: bool,
 }
 
 /// What every service instance built by one layer shares.
@@ -211,6 +215,12 @@ impl ServerLayer {
                 series_limit: DEFAULT_SERIES_LIMIT,
                 labels: Vec::new(),
                 tracer: None,
+                record_query: false,
+                redact_query_keys: DEFAULT_REDACTED_QUERY_KEYS
+                    .iter()
+                    .map(|key| Cow::Borrowed(*key))
+                    .collect(),
+                trust_forwarded_scheme: false,
             })),
             on_request: DefaultOnRequest,
             on_response: DefaultOnResponse,
@@ -354,6 +364,39 @@ impl<Req, Res> ServerLayer<Req, Res> {
             classify: Arc::new(classify),
         };
         self.configure(|config| config.labels.push(def))
+    }
+
+    /// Records the query string as `url.query` on the server span, with the values of sensitive
+    /// keys replaced with `REDACTED` (see [`redact_query_key`](Self::redact_query_key)) and cut
+    /// to [`MAX_QUERY_LEN`](super::MAX_QUERY_LEN) bytes.
+    ///
+    /// Defaults to `false`: query strings often carry personal data, so they are opt-in.
+    #[must_use]
+    pub fn record_query(self, enabled: bool) -> Self {
+        self.configure(|config| config.record_query = enabled)
+    }
+
+    /// Also redacts the value of the query key `key` (compared ASCII case-insensitively) in
+    /// `url.query`.
+    ///
+    /// Defaults to [`DEFAULT_REDACTED_QUERY_KEYS`](super::DEFAULT_REDACTED_QUERY_KEYS): the keys
+    /// the HTTP semantic conventions name (`AWSAccessKeyId`, `Signature`, `sig`,
+    /// `X-Goog-Signature`) and common credentials (`token`, `api_key`, `password`, …).
+    #[must_use]
+    pub fn redact_query_key(self, key: impl Into<Cow<'static, str>>) -> Self {
+        let key = key.into();
+        self.configure(|config| config.redact_query_keys.push(key))
+    }
+
+    /// Takes `url.scheme` from the `Forwarded: proto=` or `X-Forwarded-Proto` header set by the
+    /// TLS-terminating proxy in front of the service. Only enable it when every request passes
+    /// through such a proxy, which overwrites the header: a client could otherwise set it.
+    ///
+    /// Without it, `url.scheme` is `https` for requests marked [`Tls`](super::Tls) by the
+    /// service's own TLS acceptor, else `http`. Defaults to `false`.
+    #[must_use]
+    pub fn trust_forwarded_scheme(self, enabled: bool) -> Self {
+        self.configure(|config| config.trust_forwarded_scheme = enabled)
     }
 
     /// Creates the server spans with a tracer from `provider` instead of the global provider.

@@ -28,6 +28,7 @@ mod layer;
 mod record;
 mod route;
 mod unmatched;
+mod url;
 
 use quanta::Instant;
 use std::any::Any;
@@ -51,6 +52,7 @@ pub use self::layer::{
     DEFAULT_SERIES_LIMIT, MAX_EXTRA_LABEL_VALUES, MAX_EXTRA_LABELS, ServerLayer,
 };
 pub use self::unmatched::{Unmatched, UnmatchedLayer};
+pub use self::url::{DEFAULT_REDACTED_QUERY_KEYS, MAX_QUERY_LEN, Tls};
 
 use self::layer::Instance;
 
@@ -64,7 +66,7 @@ pub(crate) fn route_values() -> (&'static str, &'static str) {
 }
 use self::record::Recorder;
 use self::route::RouteEntry;
-use crate::common::{MethodKind, strip_port};
+use crate::common::MethodKind;
 
 /// Middleware that instruments one axum route; built by [`ServerLayer`].
 #[derive(Clone, Debug)]
@@ -239,27 +241,31 @@ fn start_span<B>(
         attributes.push(KeyValue::new("http.route", route.clone()));
     }
     let uri = request.uri();
+    let headers = request.headers();
     attributes.push(KeyValue::new("url.path", uri.path().to_owned()));
-    attributes.push(KeyValue::new(
-        "url.scheme",
-        if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
-            "https"
-        } else {
-            "http"
-        },
-    ));
+    let config = &shared.config;
+    let scheme = url::scheme(
+        request.extensions().get::<Tls>().is_some(),
+        config.trust_forwarded_scheme,
+        uri,
+        headers,
+    );
+    attributes.push(KeyValue::new("url.scheme", scheme));
+    if config.record_query
+        && let Some(query) = uri.query()
+    {
+        attributes.push(KeyValue::new(
+            "url.query",
+            url::redacted_query(query, &config.redact_query_keys).into_owned(),
+        ));
+    }
     attributes.push(KeyValue::new(
         "network.protocol.version",
         protocol_version(request.version()),
     ));
-    let headers = request.headers();
-    if let Some(host) = uri.host().or_else(|| {
-        headers
-            .get(http::header::HOST)
-            .and_then(|host| host.to_str().ok())
-            .map(strip_port)
-    }) {
+    if let Some((host, port)) = url::server_address(uri, headers, scheme) {
         attributes.push(KeyValue::new("server.address", host.to_owned()));
+        attributes.push(KeyValue::new("server.port", port));
     }
     if let Some(agent) = headers
         .get(http::header::USER_AGENT)
