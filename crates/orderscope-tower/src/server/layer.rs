@@ -1,7 +1,7 @@
 //! [`ServerLayer`]: configuration of the server middleware.
 
 use std::borrow::Cow;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{Span, Tracer, TracerProvider};
@@ -56,6 +56,9 @@ pub(crate) struct Shared {
     pub(crate) untrusted: bool,
     pub(crate) routes: RouteTable,
     tracer: LateTracer,
+    /// The first `server.address` seen: most services answer to one name, so requests to it
+    /// share one string instead of copying it.
+    host: OnceLock<opentelemetry::StringValue>,
 }
 
 impl Shared {
@@ -69,6 +72,7 @@ impl Shared {
         Self {
             untrusted: config.propagation.policy() == orderscope_context::TrustPolicy::Untrusted,
             routes: RouteTable::new(metrics, config.skip_paths.clone(), MAX_ROUTES),
+            host: OnceLock::new(),
             tracer: match &config.tracer {
                 Some(tracer) => LateTracer::fixed(tracer.clone()),
                 None => LateTracer::global(scope()),
@@ -82,6 +86,19 @@ impl Shared {
     #[inline]
     pub(crate) fn tracer(&self) -> &LateTracer {
         &self.tracer
+    }
+
+    /// The `server.address` value for `host`: shared when it is the first host seen.
+    #[inline]
+    pub(crate) fn host(&self, host: &str) -> opentelemetry::StringValue {
+        let first = self
+            .host
+            .get_or_init(|| opentelemetry::StringValue::from(Arc::<str>::from(host)));
+        if first.as_str() == host {
+            first.clone()
+        } else {
+            opentelemetry::StringValue::from(host.to_owned())
+        }
     }
 }
 

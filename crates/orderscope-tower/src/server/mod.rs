@@ -264,7 +264,7 @@ fn start_span<B>(
         protocol_version(request.version()),
     ));
     if let Some((host, port)) = url::server_address(uri, headers, scheme) {
-        attributes.push(KeyValue::new("server.address", host.to_owned()));
+        attributes.push(KeyValue::new("server.address", shared.host(host)));
         attributes.push(KeyValue::new("server.port", port));
     }
     if let Some(agent) = headers
