@@ -88,7 +88,10 @@ fn main() -> Result<(), Box<dyn Error>> {
                     black_box(response.into_body().collect().await.expect("body"));
                 }
             });
-            eprintln!("{case}: {:?} per request", start.elapsed() / requests.max(1));
+            eprintln!(
+                "{case}: {:?} per request",
+                start.elapsed() / requests.max(1)
+            );
         }
         other => return Err(format!("unknown mode {other}").into()),
     }
