@@ -14,8 +14,9 @@ use lapin::{BasicProperties, Consumer};
 use opentelemetry::baggage::{Baggage, BaggageExt};
 use opentelemetry::context::{FutureExt as _, WithContext};
 use opentelemetry::global::BoxedTracer;
-use opentelemetry::trace::{Link, SpanBuilder, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::trace::{Link, SpanBuilder, SpanKind, TraceContextExt};
 use opentelemetry::{Context, KeyValue, StringValue};
+use orderscope_context::LateTracer;
 use orderscope_context::{OrderContext, Propagation};
 
 use crate::instruments::ConsumeHandles;
@@ -24,13 +25,13 @@ use crate::settle::Pending;
 
 /// Configuration shared by a consumer and all its deliveries.
 pub(crate) struct ConsumerConfig {
-    pub(crate) tracer: Arc<BoxedTracer>,
+    pub(crate) tracer: Arc<LateTracer>,
     pub(crate) propagation: Propagation,
     pub(crate) server: Option<(Cow<'static, str>, u16)>,
 }
 
 impl ConsumerConfig {
-    pub(crate) fn new(tracer: Arc<BoxedTracer>) -> Self {
+    pub(crate) fn new(tracer: Arc<LateTracer>) -> Self {
         Self {
             tracer,
             propagation: Propagation::trusted(),
@@ -115,8 +116,8 @@ pub struct TracedConsumerBuilder {
 }
 
 impl TracedConsumerBuilder {
-    /// The tracer spans are created with. Defaults to `opentelemetry::global::tracer("orderscope-amqp")`,
-    /// resolved when [`build`](Self::build) runs.
+    /// The tracer spans are created with. Defaults to the global provider's `orderscope-amqp` tracer,
+    /// looked up when spans start until a provider is installed.
     #[must_use]
     pub fn tracer(mut self, tracer: BoxedTracer) -> Self {
         self.tracer = Some(tracer);
@@ -143,7 +144,10 @@ impl TracedConsumerBuilder {
     #[must_use]
     pub fn build(self) -> TracedConsumer {
         let config = ConsumerConfig {
-            tracer: Arc::new(self.tracer.unwrap_or_else(crate::publish::default_tracer)),
+            tracer: Arc::new(
+                self.tracer
+                    .map_or_else(crate::publish::default_tracer, LateTracer::fixed),
+            ),
             propagation: self.propagation,
             server: self.server,
         };

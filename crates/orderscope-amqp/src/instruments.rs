@@ -1,21 +1,22 @@
 //! Metric names and pre-registered metric handles.
 //!
-//! Handles are resolved once per destination (exchange or queue) and kept; the per-message cost is a handle
-//! operation, never a key lookup in the recorder. The set of destinations one publisher records is bounded:
+//! Series keys are built once per destination (exchange or queue) and their handles kept in orderscope-metrics'
+//! [`KeyedHandle`]s, bound to the recorder current when they record: a channel or consumer built before
+//! `orderscope::init` records into the recorder installed later. Under the global recorder the per-message cost
+//! is a handle operation and a recorder check, never a key lookup in the recorder. The set of destinations one publisher records is bounded:
 //! beyond [`crate::TracedChannelBuilder::max_destinations`] every further exchange shares the
 //! `messaging_destination_name="_overflow"` series, and every measurement recorded there also counts in
 //! `orderscope_cardinality_overflow_total{metric}`.
 //!
-//! [`PublishCache`] is a specialisation of orderscope-metrics' handle caches rather than a
-//! [`LabelCache`](orderscope_metrics::LabelCache): one entry bundles every handle of an exchange with its span
-//! name, and its overflow entry keeps the other labels (`outcome`, `error_type`) real, with only the destination
-//! folded. Its limit is a [`SeriesLimit`] and its counting the shared [`Overflow`].
+//! [`PublishCache`] bundles the series of an exchange with its span name; its overflow entry keeps the other
+//! labels (`outcome`, `error_type`) real, with only the destination folded. Its limit is a [`SeriesLimit`] and its
+//! counting the shared [`Overflow`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use metrics::{Counter, Gauge, Histogram, Label};
-use orderscope_metrics::{Overflow, SeriesLimit};
+use metrics::{Counter, Gauge, Histogram, Key, Label};
+use orderscope_metrics::{KeyedHandle, MetricHandle, Overflow, SeriesLimit};
 
 use orderscope_metrics::catalogue::labels::{
     ERROR_TYPE, MESSAGING_DESTINATION_NAME, MESSAGING_OPERATION_NAME, MESSAGING_SYSTEM, OUTCOME,
@@ -58,20 +59,20 @@ fn labels(destination: &str, extra: &[(&'static str, &'static str)]) -> Vec<Labe
     labels
 }
 
-/// A lazily registered metric handle: the series appears on first use, not before.
+/// A series whose key is built on first use (so it appears only once it records).
 struct Lazy<T> {
-    cell: OnceLock<T>,
+    cell: OnceLock<KeyedHandle<T>>,
 }
 
-impl<T> Lazy<T> {
+impl<T: MetricHandle> Lazy<T> {
     const fn new() -> Self {
         Self {
             cell: OnceLock::new(),
         }
     }
 
-    fn get(&self, init: impl FnOnce() -> T) -> &T {
-        self.cell.get_or_init(init)
+    fn get(&self, key: impl FnOnce() -> Key) -> &KeyedHandle<T> {
+        self.cell.get_or_init(|| KeyedHandle::new(key()))
     }
 }
 
@@ -196,7 +197,7 @@ impl PublishHandles {
                 if let Some(e) = error_type {
                     extra.push((ERROR_TYPE, e));
                 }
-                metrics::counter!(SENT_MESSAGES, labels(&self.destination, &extra))
+                Key::from_parts(SENT_MESSAGES, labels(&self.destination, &extra))
             })
             .increment(1);
         self.duration[i]
@@ -205,7 +206,7 @@ impl PublishHandles {
                 if let Some(e) = error_type {
                     extra.push((ERROR_TYPE, e));
                 }
-                metrics::histogram!(OPERATION_DURATION, labels(&self.destination, &extra))
+                Key::from_parts(OPERATION_DURATION, labels(&self.destination, &extra))
             })
             .record(seconds);
     }
@@ -216,9 +217,9 @@ impl PublishHandles {
         }
         self.duration_unconfirmed
             .get(|| {
-                metrics::histogram!(
+                Key::from_parts(
                     OPERATION_DURATION,
-                    labels(&self.destination, &[(MESSAGING_OPERATION_NAME, "publish")])
+                    labels(&self.destination, &[(MESSAGING_OPERATION_NAME, "publish")]),
                 )
             })
             .record(seconds);
@@ -328,11 +329,11 @@ pub(crate) const PROCESS_ERROR_TYPES: [&str; 5] = [
 /// Handles for one queue, resolved when the consumer is wrapped.
 pub(crate) struct ConsumeHandles {
     destination: String,
-    pub(crate) consumed: Counter,
-    pub(crate) redelivered: Counter,
-    pub(crate) untraced: Counter,
-    pub(crate) unsettled: Gauge,
-    pub(crate) latency: Histogram,
+    pub(crate) consumed: KeyedHandle<Counter>,
+    pub(crate) redelivered: KeyedHandle<Counter>,
+    pub(crate) untraced: KeyedHandle<Counter>,
+    pub(crate) unsettled: KeyedHandle<Gauge>,
+    pub(crate) latency: KeyedHandle<Histogram>,
     /// `[outcome][0 = no error_type, 1.. = PROCESS_ERROR_TYPES]`.
     process: [[Lazy<Histogram>; 1 + PROCESS_ERROR_TYPES.len()]; SETTLE_SLOTS],
     settle_duration: [[Lazy<Histogram>; 2]; 3],
@@ -351,11 +352,11 @@ impl ConsumeHandles {
         let destination = destination_label(queue);
         let base = labels(&destination, &[]);
         Self {
-            consumed: metrics::counter!(CONSUMED_MESSAGES, base.clone()),
-            redelivered: metrics::counter!(REDELIVERED_MESSAGES, base.clone()),
-            untraced: metrics::counter!(UNTRACED_MESSAGES, base.clone()),
-            unsettled: metrics::gauge!(UNSETTLED_MESSAGES, base.clone()),
-            latency: metrics::histogram!(QUEUE_LATENCY, base),
+            consumed: KeyedHandle::new(Key::from_parts(CONSUMED_MESSAGES, base.clone())),
+            redelivered: KeyedHandle::new(Key::from_parts(REDELIVERED_MESSAGES, base.clone())),
+            untraced: KeyedHandle::new(Key::from_parts(UNTRACED_MESSAGES, base.clone())),
+            unsettled: KeyedHandle::new(Key::from_parts(UNSETTLED_MESSAGES, base.clone())),
+            latency: KeyedHandle::new(Key::from_parts(QUEUE_LATENCY, base)),
             process: [const { [const { Lazy::new() }; 1 + PROCESS_ERROR_TYPES.len()] };
                 SETTLE_SLOTS],
             settle_duration: [const { [const { Lazy::new() }; 2] }; 3],
@@ -388,7 +389,7 @@ impl ConsumeHandles {
                 if let Some(e) = error_type {
                     extra.push((ERROR_TYPE, e));
                 }
-                metrics::histogram!(PROCESS_DURATION, labels(&self.destination, &extra))
+                Key::from_parts(PROCESS_DURATION, labels(&self.destination, &extra))
             })
             .record(seconds);
     }
@@ -406,7 +407,7 @@ impl ConsumeHandles {
                 if failed {
                     extra.push((ERROR_TYPE, "settle_failed"));
                 }
-                metrics::histogram!(OPERATION_DURATION, labels(&self.destination, &extra))
+                Key::from_parts(OPERATION_DURATION, labels(&self.destination, &extra))
             })
             .record(seconds);
     }

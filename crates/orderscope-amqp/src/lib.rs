@@ -23,10 +23,11 @@
 //!   once in-flight handlers have settled.
 //!
 //! Names follow the orderscope telemetry contract (`CONVENTIONS.md`, section "AMQP"). Spans are created
-//! directly with the OpenTelemetry tracer (by default `opentelemetry::global::tracer("orderscope-amqp")`,
-//! resolved when a wrapper is built); metrics go through the [`metrics`] facade, with handles registered once
-//! per exchange or queue, so install the tracer provider and the metrics recorder before wrapping channels and
-//! consumers. Add `orderscope::OrderSpanProcessor` to the tracer provider to get the order fields as
+//! directly with the OpenTelemetry tracer (by default the global provider's `orderscope-amqp` tracer, looked up
+//! when spans start until a provider is installed); metrics go through the [`metrics`] facade, with series keys
+//! built once per exchange or queue and handles bound to the recorder current when they record. Channels and
+//! consumers wrapped before `orderscope::init` therefore trace and record into the pipeline it installs. Add
+//! `orderscope::OrderSpanProcessor` to the tracer provider to get the order fields as
 //! span attributes.
 //!
 //! # Example

@@ -12,8 +12,9 @@ use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation};
 use opentelemetry::global::BoxedTracer;
-use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
+use orderscope_context::LateTracer;
 
 use crate::consume::{ConsumerConfig, TracedConsumer};
 use crate::instruments::{PublishCache, SentOutcome, SpanNames};
@@ -90,7 +91,7 @@ impl PublishOutcome {
 
 /// Shared, immutable configuration of a [`TracedChannel`] (and of its clones).
 pub(crate) struct Shared {
-    pub(crate) tracer: Arc<BoxedTracer>,
+    pub(crate) tracer: Arc<LateTracer>,
     pub(crate) confirm_timeout: Option<Duration>,
     pub(crate) server: Option<(Cow<'static, str>, u16)>,
     pub(crate) cache: PublishCache,
@@ -152,8 +153,8 @@ pub struct TracedChannelBuilder {
 }
 
 impl TracedChannelBuilder {
-    /// The tracer spans are created with. Defaults to `opentelemetry::global::tracer("orderscope-amqp")`,
-    /// resolved when [`build`](Self::build) runs, so install the global tracer provider first.
+    /// The tracer spans are created with. Defaults to the global provider's `orderscope-amqp` tracer,
+    /// looked up when spans start until a provider is installed.
     #[must_use]
     pub fn tracer(mut self, tracer: BoxedTracer) -> Self {
         self.tracer = Some(tracer);
@@ -193,7 +194,7 @@ impl TracedChannelBuilder {
         TracedChannel {
             channel: self.channel,
             shared: Arc::new(Shared {
-                tracer: Arc::new(self.tracer.unwrap_or_else(default_tracer)),
+                tracer: Arc::new(self.tracer.map_or_else(default_tracer, LateTracer::fixed)),
                 confirm_timeout: self.confirm_timeout,
                 server: self.server,
                 cache: PublishCache::new(self.max_destinations),
@@ -202,8 +203,10 @@ impl TracedChannelBuilder {
     }
 }
 
-pub(crate) fn default_tracer() -> BoxedTracer {
-    opentelemetry::global::tracer("orderscope-amqp")
+/// The global provider's tracer, looked up when spans start until a provider is installed, so a
+/// channel or consumer built before `orderscope::init` traces once it has run.
+pub(crate) fn default_tracer() -> LateTracer {
+    LateTracer::global(opentelemetry::InstrumentationScope::builder("orderscope-amqp").build())
 }
 
 impl TracedChannel {

@@ -73,6 +73,7 @@ mod propagation;
 mod scope;
 mod time;
 mod traceparent;
+mod tracer;
 
 pub use crate::drops::{
     DropReason, PROPAGATION_DROPPED_METRIC, PROPAGATION_DROPPED_REASON_LABEL,
@@ -82,3 +83,4 @@ pub use crate::error::OrderContextError;
 pub use crate::order::{Channel, OrderContext, OrderContextBuilder, Priority};
 pub use crate::propagation::{Extracted, Propagation, TrustPolicy, inject};
 pub use crate::scope::{OrderGuard, WithOrder, WithOrderFuture};
+pub use crate::tracer::LateTracer;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use metrics::{Counter, Gauge, Histogram, Key, Label};
 
 use crate::catalogue::{self, MetricDef, values};
-use crate::recorder::{MetricHandle, PerRecorder};
+use crate::recorder::{HandleCell, MetricHandle};
 
 /// The maximum number of series a cache registers for one metric (per recorder).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -123,12 +123,12 @@ fn overflow_key(metric: &'static str, label_keys: &[&'static str]) -> Key {
 }
 
 /// The overflow series of one metric and the counter of measurements redirected to it, both
-/// registered lazily (with the recorder current on first use).
+/// held in [`HandleCell`]s (bound to the recorder current when they record).
 ///
 /// The building block behind [`LabelCache`] and [`IndexedCache`], public for caches with a shape
-/// of their own (per-route entries that hold their handles directly, say): they decide when a
-/// label set is over the limit (a [`SeriesBudget`]), and this type supplies the `_overflow`
-/// series and keeps `orderscope_cardinality_overflow_total{metric}` counting once per
+/// of their own (per-route entries that hold their handles in their own storage, say): they
+/// decide when a label set is over the limit (a [`SeriesBudget`]), and this type supplies the
+/// `_overflow` series and keeps `orderscope_cardinality_overflow_total{metric}` counting once per
 /// redirected measurement. `const`-constructible.
 ///
 /// ```
@@ -138,23 +138,20 @@ fn overflow_key(metric: &'static str, label_keys: &[&'static str]) -> Key {
 /// static BUDGET: SeriesBudget = SeriesBudget::new(SeriesLimit::new(1));
 /// static OVERFLOW: Overflow<Histogram> = Overflow::new();
 ///
-/// // The second label set is over the limit: its handle records into
-/// // `jobs_seconds{queue="_overflow"}` and counts every measurement.
+/// // The second label set is over the limit: it records into
+/// // `jobs_seconds{queue="_overflow"}`, and the measurement is counted.
 /// assert!(BUDGET.try_acquire());
 /// assert!(!BUDGET.try_acquire());
-/// let histogram = OVERFLOW.handle("jobs_seconds", &["queue"]);
-/// histogram.record(0.25);
+/// OVERFLOW.record("jobs_seconds", &["queue"], |h| h.record(0.25));
 /// ```
 pub struct Overflow<H> {
-    series: OnceLock<H>,
-    count: OnceLock<Counter>,
+    series: HandleCell<H>,
+    count: HandleCell<Counter>,
 }
 
 impl<H> fmt::Debug for Overflow<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Overflow")
-            .field("registered", &self.series.get().is_some())
-            .finish_non_exhaustive()
+        f.debug_struct("Overflow").finish_non_exhaustive()
     }
 }
 
@@ -168,8 +165,8 @@ impl<H: MetricHandle> Overflow<H> {
     /// An overflow whose series and counter are not registered yet.
     pub const fn new() -> Self {
         Overflow {
-            series: OnceLock::new(),
-            count: OnceLock::new(),
+            series: HandleCell::new(),
+            count: HandleCell::new(),
         }
     }
 
@@ -177,18 +174,11 @@ impl<H: MetricHandle> Overflow<H> {
     #[cold]
     pub fn count(&self, metric: &'static str) {
         self.count
-            .get_or_init(|| overflow_counter(metric))
-            .increment(1);
+            .with(|| overflow_counter_key(metric), |c| c.increment(1));
     }
 
-    /// The overflow series of `metric`: every label in `label_keys` has the value `_overflow`.
-    /// Does not count; see [`count`](Self::count) and [`record`](Self::record).
-    pub fn series(&self, metric: &'static str, label_keys: &[&'static str]) -> &H {
-        self.series
-            .get_or_init(|| H::register(&overflow_key(metric, label_keys)))
-    }
-
-    /// Counts one redirected measurement and runs `f` with the overflow series.
+    /// Counts one redirected measurement and runs `f` with the overflow series of `metric`,
+    /// whose labels are `label_keys`, all with the value `_overflow`.
     #[cold]
     pub fn record<R>(
         &self,
@@ -197,81 +187,9 @@ impl<H: MetricHandle> Overflow<H> {
         f: impl FnOnce(&H) -> R,
     ) -> R {
         self.count(metric);
-        f(self.series(metric, label_keys))
-    }
-
-    fn counter(&self, metric: &'static str) -> Counter {
-        self.count.get_or_init(|| overflow_counter(metric)).clone()
+        self.series.with(|| overflow_key(metric, label_keys), f)
     }
 }
-
-/// A handle that forwards to the overflow series and counts every operation.
-struct Counting<H> {
-    series: H,
-    count: Counter,
-}
-
-impl metrics::CounterFn for Counting<Counter> {
-    fn increment(&self, value: u64) {
-        self.count.increment(1);
-        self.series.increment(value);
-    }
-
-    fn absolute(&self, value: u64) {
-        self.count.increment(1);
-        self.series.absolute(value);
-    }
-}
-
-impl metrics::GaugeFn for Counting<Gauge> {
-    fn increment(&self, value: f64) {
-        self.count.increment(1);
-        self.series.increment(value);
-    }
-
-    fn decrement(&self, value: f64) {
-        self.count.increment(1);
-        self.series.decrement(value);
-    }
-
-    fn set(&self, value: f64) {
-        self.count.increment(1);
-        self.series.set(value);
-    }
-}
-
-impl metrics::HistogramFn for Counting<Histogram> {
-    fn record(&self, value: f64) {
-        self.count.increment(1);
-        self.series.record(value);
-    }
-}
-
-macro_rules! counting_handle {
-    ($handle:ty) => {
-        impl Overflow<$handle> {
-            /// A handle on the overflow series of `metric` (all `label_keys` set to
-            /// `_overflow`) that also counts every operation in
-            /// `orderscope_cardinality_overflow_total{metric}`.
-            ///
-            /// For caches that hand out handles and keep them (one per denied label set): the
-            /// hot path of the caller stays a plain handle operation, and the overflow counter
-            /// still counts measurements, not label sets. Cost per operation on it: one extra
-            /// counter increment.
-            #[cold]
-            pub fn handle(&self, metric: &'static str, label_keys: &[&'static str]) -> $handle {
-                <$handle>::from_arc(Arc::new(Counting {
-                    series: self.series(metric, label_keys).clone(),
-                    count: self.counter(metric),
-                }))
-            }
-        }
-    };
-}
-
-counting_handle!(Counter);
-counting_handle!(Gauge);
-counting_handle!(Histogram);
 
 /// A budget of series under a [`SeriesLimit`], for caches that register handles themselves.
 ///
@@ -313,26 +231,32 @@ impl SeriesBudget {
     }
 }
 
-/// Registers `orderscope_cardinality_overflow_total{metric}` with the current recorder.
-fn overflow_counter(metric: &'static str) -> Counter {
-    Counter::register(&Key::from_parts(
+/// The key of `orderscope_cardinality_overflow_total{metric}`.
+fn overflow_counter_key(metric: &'static str) -> Key {
+    Key::from_parts(
         catalogue::CARDINALITY_OVERFLOW,
         vec![Label::from_static_parts(catalogue::labels::METRIC, metric)],
-    ))
+    )
+}
+
+/// One admitted label set: its key, the metric key built from its labels, and its handle.
+struct Entry<K, H> {
+    key: K,
+    metric_key: Key,
+    handle: HandleCell<H>,
 }
 
 /// An append-only open-addressing table: slots are only ever filled, never changed or removed,
 /// so a hit is a few atomic loads and no lock.
 struct Table<K, H> {
-    slots: Box<[OnceLock<(K, H)>]>,
+    slots: Box<[OnceLock<Entry<K, H>>]>,
     mask: usize,
-    /// Series registered; grows only under `insert_lock`.
+    /// Series admitted; grows only under `insert_lock`.
     len: AtomicUsize,
     insert_lock: Mutex<()>,
-    overflow: Overflow<H>,
 }
 
-impl<K, H: MetricHandle> Table<K, H> {
+impl<K, H> Table<K, H> {
     fn new(limit: SeriesLimit) -> Self {
         // At most half full: every probe sequence reaches an empty slot quickly.
         let size = (limit.get() * 2).next_power_of_two().max(8);
@@ -341,7 +265,6 @@ impl<K, H: MetricHandle> Table<K, H> {
             mask: size - 1,
             len: AtomicUsize::new(0),
             insert_lock: Mutex::new(()),
-            overflow: Overflow::new(),
         }
     }
 }
@@ -352,13 +275,17 @@ impl<K, H: MetricHandle> Table<K, H> {
 /// behaviour. `const`-constructible (it can live in a `static`) and `Sync`: share one cache
 /// between everything that records the same metric, since the limit is per cache.
 ///
-/// The table behind it is allocated on first use (per recorder) with room for twice the limit:
-/// about 32 bytes per slot for a small key, so 128 KiB for [`SeriesLimit::DEFAULT`].
+/// The set of admitted label sets belongs to the cache, not to a recorder: every recorder sees
+/// the same label values, and handles go to the recorder current when they record
+/// ([`HandleCell`]).
+///
+/// The table behind it is allocated on first use with room for twice the limit.
 pub struct LabelCache<K, H> {
     metric: &'static str,
     label_keys: &'static [&'static str],
     limit: SeriesLimit,
-    tables: PerRecorder<Table<K, H>>,
+    table: OnceLock<Table<K, H>>,
+    overflow: Overflow<H>,
 }
 
 /// A [`LabelCache`] of counters.
@@ -378,7 +305,7 @@ impl<K, H> fmt::Debug for LabelCache<K, H> {
     }
 }
 
-impl<K, H> LabelCache<K, H> {
+impl<K, H: MetricHandle> LabelCache<K, H> {
     /// A cache for `metric`; `label_keys` name the labels of its overflow series.
     pub const fn new(
         metric: &'static str,
@@ -389,7 +316,8 @@ impl<K, H> LabelCache<K, H> {
             metric,
             label_keys,
             limit,
-            tables: PerRecorder::new(),
+            table: OnceLock::new(),
+            overflow: Overflow::new(),
         }
     }
 
@@ -397,7 +325,9 @@ impl<K, H> LabelCache<K, H> {
     pub const fn for_def(def: &'static MetricDef, limit: SeriesLimit) -> Self {
         Self::new(def.name, def.labels, limit)
     }
+}
 
+impl<K, H> LabelCache<K, H> {
     /// The metric name.
     pub fn metric(&self) -> &'static str {
         self.metric
@@ -414,7 +344,7 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     H: MetricHandle,
 {
-    /// Runs `f` with the handle for `key`, registering it on first use with the labels
+    /// Runs `f` with the handle for `key`, admitting it on first use with the labels
     /// `labels(key)` returns (only called then).
     #[inline]
     pub fn with<R>(
@@ -423,16 +353,16 @@ where
         labels: impl FnOnce(&K) -> Vec<Label>,
         f: impl FnOnce(&H) -> R,
     ) -> R {
-        let table = self.tables.get_or_init(|| Table::new(self.limit));
+        let table = self.table.get_or_init(|| Table::new(self.limit));
         let mut index = FxBuild::default().hash_one(key) as usize & table.mask;
         for _ in 0..table.slots.len() {
             match table.slots[index].get() {
-                Some((k, handle)) if k == key => return f(handle),
+                Some(entry) if entry.key == *key => return entry.record(f),
                 Some(_) => index = (index + 1) & table.mask,
-                None => return self.insert(&table, index, key, labels, f),
+                None => return self.insert(table, index, key, labels, f),
             }
         }
-        table.overflow.record(self.metric, self.label_keys, f)
+        self.overflow.record(self.metric, self.label_keys, f)
     }
 
     #[cold]
@@ -447,9 +377,9 @@ where
         // `len` only grows, under `insert_lock`: once full, a table stays full and a key denied
         // once is denied for good (no lock taken on that path).
         if table.len.load(Ordering::Acquire) >= self.limit.get() {
-            return table.overflow.record(self.metric, self.label_keys, f);
+            return self.overflow.record(self.metric, self.label_keys, f);
         }
-        let _guard = table
+        let guard = table
             .insert_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -457,34 +387,47 @@ where
             let slot = &table.slots[index];
             match slot.get() {
                 // Inserted by another thread since our probe.
-                Some((k, handle)) if k == key => return f(handle),
+                Some(entry) if entry.key == *key => {
+                    drop(guard);
+                    return entry.record(f);
+                }
                 Some(_) => index = (index + 1) & table.mask,
                 None => {
                     if table.len.load(Ordering::Acquire) >= self.limit.get() {
                         break;
                     }
-                    let handle = H::register(&Key::from_parts(self.metric, labels(key)));
-                    let (_, handle) = slot.get_or_init(|| (key.clone(), handle));
+                    let entry = slot.get_or_init(|| Entry {
+                        key: key.clone(),
+                        metric_key: Key::from_parts(self.metric, labels(key)),
+                        handle: HandleCell::new(),
+                    });
                     table.len.fetch_add(1, Ordering::Release);
-                    return f(handle);
+                    drop(guard);
+                    return entry.record(f);
                 }
             }
         }
-        drop(_guard);
-        table.overflow.record(self.metric, self.label_keys, f)
+        drop(guard);
+        self.overflow.record(self.metric, self.label_keys, f)
     }
 
-    /// Number of series registered for the current recorder (the overflow series excluded).
+    /// Number of label sets admitted (the overflow series excluded).
     pub fn len(&self) -> usize {
-        self.tables
-            .get_or_init(|| Table::new(self.limit))
-            .len
-            .load(Ordering::Acquire)
+        self.table
+            .get()
+            .map_or(0, |table| table.len.load(Ordering::Acquire))
     }
 
-    /// Whether no series is registered for the current recorder.
+    /// Whether no label set is admitted yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl<K, H: MetricHandle> Entry<K, H> {
+    #[inline]
+    fn record<R>(&self, f: impl FnOnce(&H) -> R) -> R {
+        self.handle.with(|| self.metric_key.clone(), f)
     }
 }
 
@@ -533,9 +476,10 @@ where
     }
 }
 
-struct IndexedTable<H> {
-    slots: Box<[OnceLock<H>]>,
-    overflow: Overflow<H>,
+/// One slot of an [`IndexedCache`]: the metric key, built on first use, and the handle.
+struct IndexedSlot<H> {
+    key: OnceLock<Key>,
+    handle: HandleCell<H>,
 }
 
 /// Registered handles of one metric addressed by a dense index in `0..capacity`.
@@ -569,7 +513,8 @@ pub struct IndexedCache<H> {
     metric: &'static str,
     label_keys: &'static [&'static str],
     capacity: usize,
-    tables: PerRecorder<IndexedTable<H>>,
+    slots: OnceLock<Box<[IndexedSlot<H>]>>,
+    overflow: Overflow<H>,
 }
 
 impl<H> fmt::Debug for IndexedCache<H> {
@@ -582,7 +527,7 @@ impl<H> fmt::Debug for IndexedCache<H> {
     }
 }
 
-impl<H> IndexedCache<H> {
+impl<H: MetricHandle> IndexedCache<H> {
     /// A cache with `capacity` slots for `metric`; `label_keys` name the labels of its overflow
     /// series.
     pub const fn new(
@@ -594,7 +539,8 @@ impl<H> IndexedCache<H> {
             metric,
             label_keys,
             capacity,
-            tables: PerRecorder::new(),
+            slots: OnceLock::new(),
+            overflow: Overflow::new(),
         }
     }
 
@@ -602,9 +548,7 @@ impl<H> IndexedCache<H> {
     pub fn capacity(&self) -> usize {
         self.capacity
     }
-}
 
-impl<H: MetricHandle> IndexedCache<H> {
     /// Runs `f` with the handle at `index`, registering it on first use with `labels()`.
     #[inline]
     pub fn with<R>(
@@ -613,18 +557,24 @@ impl<H: MetricHandle> IndexedCache<H> {
         labels: impl FnOnce() -> Vec<Label>,
         f: impl FnOnce(&H) -> R,
     ) -> R {
-        let table = self.tables.get_or_init(|| IndexedTable {
-            slots: (0..self.capacity).map(|_| OnceLock::new()).collect(),
-            overflow: Overflow::new(),
+        let slots = self.slots.get_or_init(|| {
+            (0..self.capacity)
+                .map(|_| IndexedSlot {
+                    key: OnceLock::new(),
+                    handle: HandleCell::new(),
+                })
+                .collect()
         });
-        match table.slots.get(index) {
-            Some(slot) => match slot.get() {
-                Some(handle) => f(handle),
-                None => {
-                    f(slot.get_or_init(|| H::register(&Key::from_parts(self.metric, labels()))))
-                }
-            },
-            None => table.overflow.record(self.metric, self.label_keys, f),
+        match slots.get(index) {
+            Some(slot) => slot.handle.with(
+                || {
+                    slot.key
+                        .get_or_init(|| Key::from_parts(self.metric, labels()))
+                        .clone()
+                },
+                f,
+            ),
+            None => self.overflow.record(self.metric, self.label_keys, f),
         }
     }
 }

@@ -9,9 +9,10 @@
 //!   explicit buckets for every catalogue histogram (never summaries); [`describe_all`] sends the
 //!   help texts and units.
 //! - Handle caches that resolve labels once per series and cap the number of series per metric:
-//!   [`LabelCache`] (hash-keyed), [`IndexedCache`] (dense index, lock-free) and the building
-//!   block under both, [`PerRecorder`], which keeps handles per recorder so a change of recorder
-//!   (installation after first use, test-local recorders) never strands them.
+//!   [`LabelCache`] (hash-keyed), [`IndexedCache`] (dense index, lock-free), and the one cell
+//!   under every cached handle in orderscope, [`HandleCell`]: handles bound to the recorder
+//!   current when they record (kept for the global recorder, registered per use under a local
+//!   one), so instrumentation built before the recorder is installed records into it.
 //! - [`red`]: [`FunctionMetrics`](red::FunctionMetrics), the RED metrics of one function in a
 //!   `static`, with a panic- and cancel-safe concurrency guard.
 //!
@@ -41,20 +42,20 @@
 //!
 //! Labels are resolved once per series, and a metric never grows past its series limit.
 //!
-//! Two shapes, both keyed per recorder through [`PerRecorder`]:
+//! Two shapes, both holding their handles in [`HandleCell`]s:
 //!
 //! - [`LabelCache`]: any small hashable key (e.g. `(method index, route id, status code)`)
-//!   mapped to a registered handle, in an append-only open-addressing table. Hot path: recorder
-//!   check, an FxHash of the key, one or two atomic loads and key comparisons, the handle
-//!   operation. No lock, no allocation, no label formatting; reads share no written cache line,
-//!   so they scale across cores.
+//!   mapped to a handle, in an append-only open-addressing table. Hot path: an FxHash of the
+//!   key, one or two atomic loads and key comparisons, the recorder check of [`HandleCell`], the
+//!   handle operation. No lock, no allocation, no label formatting; reads share no written cache
+//!   line, so they scale across cores.
 //! - [`IndexedCache`]: keys the caller already turned into a dense index
-//!   (`route_id * METHODS + method`). Hot path: recorder check, one `OnceLock` load, the handle
-//!   operation; no lock at all. Memory: one slot (about 24 bytes) per possible index.
+//!   (`route_id * METHODS + method`). Hot path: one `OnceLock` load, the recorder check, the
+//!   handle operation; no lock at all.
 //! - [`StrInterner`] turns bounded strings (route templates) into small ids for such keys.
 //! - [`SeriesBudget`] and [`Overflow`], the parts both caches are built on, for a cache that
-//!   must keep its own storage (the tower server keeps handles in its per-route entries): the
-//!   budget decides, the overflow supplies the `_overflow` series and the counter.
+//!   must keep its own storage (the tower server keeps [`HandleCell`]s in its per-route
+//!   entries): the budget decides, the overflow supplies the `_overflow` series and the counter.
 //!
 //! When a new label set would exceed the limit, the measurement goes to the metric's overflow
 //! series, whose label values are all [`OVERFLOW`](crate::catalogue::values::OVERFLOW)
@@ -100,4 +101,4 @@ pub use self::cardinality::{
     SeriesBudget, SeriesLimit, StrInterner,
 };
 pub use self::prometheus::{build_recorder, describe_all, describe_all_to, prometheus_builder};
-pub use self::recorder::{MetricHandle, PerRecorder, Scoped, recorder_id};
+pub use self::recorder::{Bound, HandleCell, KeyedHandle, MetricHandle};

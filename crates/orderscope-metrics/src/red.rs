@@ -22,32 +22,12 @@
 //!
 //! # Which recorder, and what is cached
 //!
-//! A `metrics` handle writes into the recorder that registered it, so a cache of handles must
-//! never hand out handles of a recorder other than the current one.
-//!
-//! - **Global recorder** (`metrics::set_global_recorder`, which `orderscope::init` and
-//!   `PrometheusBuilder::install_recorder` use): the handles are registered on the first call and
-//!   kept in the `static` for the life of the process. The global recorder is never replaced nor
-//!   dropped, so these handles cannot go stale. This is the production path.
-//! - **Thread-local recorder** (`metrics::with_local_recorder`, as in tests) and the no-op
-//!   recorder (nothing installed yet): the handles are registered again on every call (the keys
-//!   are built once; registering is a lookup in the recorder), so each recorder sees exactly its
-//!   own calls, and a function called before `orderscope::init` starts recording as soon as the
-//!   global recorder is installed.
-//!
-//! Handles are deliberately *not* cached per local recorder. A local recorder can only be told
-//! apart by its address, and a test's recorder on the stack is dropped at the end of the test;
-//! the next test's recorder often lands on the same address, and a cache keyed by address would
-//! keep handing out the dropped recorder's handles, silently losing every measurement of the
-//! second test. Registering per call under a local recorder costs a lookup in that recorder's
-//! registry (well under a microsecond), and only tests pay it.
-//!
-//! `metrics` does not expose the global recorder, so it is recognised by address: the first time
-//! a recorder that may be the global one shows up, its address is compared with the recorder a
-//! short-lived thread sees (a fresh thread has no local recorder). Once a global recorder is
-//! installed this happens once per process; before that, once per local recorder and thread.
-//! Zero-sized recorders (the no-op recorder among them) are never cached: their addresses are not
-//! unique, and registering with the no-op recorder is free.
+//! The handles live in a [`HandleCell`](crate::HandleCell), orderscope's one handle cache: kept
+//! for the global recorder (`orderscope::init`, `PrometheusBuilder::install_recorder`) from the
+//! first call on, registered per call under a thread-local recorder (`metrics::with_local_recorder`,
+//! as in tests) or the no-op recorder. A function called before `orderscope::init` starts
+//! recording as soon as the global recorder is installed, and each test's recorder sees exactly
+//! its own calls, whatever address it lives at.
 //!
 //! Per call under the global recorder, [`FunctionMetrics::start`] plus [`CallGuard::ok`] cost:
 //! one thread-local read and three atomic loads to find the cached handles, two clock reads, a
@@ -80,17 +60,14 @@
 //! # load_order("A-1").unwrap();
 //! ```
 
-use std::cell::Cell;
 use std::fmt;
-use std::mem::size_of_val;
-use std::ops::Deref;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder};
 
 use crate::catalogue::{self, labels, values};
+use crate::recorder::{Bound, HandleCell};
 
 /// The most distinct `error_type` values one function records; later ones become `_overflow`.
 pub const MAX_ERROR_TYPES: usize = 32;
@@ -105,9 +82,11 @@ pub struct FunctionMetrics {
     metadata: Metadata<'static>,
     /// The keys of the ok counter, the histogram and the gauge, built on first use.
     keys: OnceLock<Keys>,
-    /// Handles registered with the global recorder.
-    global: OnceLock<Handles>,
-    /// Admitted `error_type` values (and their global counters), allocated on the first error.
+    /// The handles, kept for the global recorder.
+    handles: HandleCell<Handles>,
+    /// The concurrency gauge, kept for the global recorder.
+    concurrent: HandleCell<Gauge>,
+    /// Admitted `error_type` values (and their counters), allocated on the first error.
     errors: OnceLock<Box<ErrorTable>>,
 }
 
@@ -131,21 +110,20 @@ struct Keys {
 struct Handles {
     ok: Counter,
     duration: Histogram,
-    concurrent: Option<Gauge>,
 }
 
-/// The `error_type` values a function admitted, in order, each with its counter for the global
-/// recorder. Slots fill in order under `admit`; readers scan without a lock.
+/// The `error_type` values a function admitted, in order, each with its counter. Slots fill in
+/// order under `admit`; readers scan without a lock.
 struct ErrorTable {
     slots: [ErrorSlot; MAX_ERROR_TYPES],
     admit: Mutex<()>,
-    overflow: OnceLock<Counter>,
-    overflow_count: OnceLock<Counter>,
+    overflow: HandleCell<Counter>,
+    overflow_count: HandleCell<Counter>,
 }
 
 struct ErrorSlot {
     name: OnceLock<&'static str>,
-    global: OnceLock<Counter>,
+    counter: HandleCell<Counter>,
 }
 
 impl ErrorTable {
@@ -154,12 +132,12 @@ impl ErrorTable {
             slots: [const {
                 ErrorSlot {
                     name: OnceLock::new(),
-                    global: OnceLock::new(),
+                    counter: HandleCell::new(),
                 }
             }; MAX_ERROR_TYPES],
             admit: Mutex::new(()),
-            overflow: OnceLock::new(),
-            overflow_count: OnceLock::new(),
+            overflow: HandleCell::new(),
+            overflow_count: HandleCell::new(),
         }
     }
 
@@ -204,7 +182,8 @@ impl FunctionMetrics {
             track_concurrency: false,
             metadata: Metadata::new(module, Level::INFO, Some(module)),
             keys: OnceLock::new(),
-            global: OnceLock::new(),
+            handles: HandleCell::new(),
+            concurrent: HandleCell::new(),
             errors: OnceLock::new(),
         }
     }
@@ -256,9 +235,6 @@ impl FunctionMetrics {
         Handles {
             ok: recorder.register_counter(&keys.ok, &self.metadata),
             duration: recorder.register_histogram(&keys.duration, &self.metadata),
-            concurrent: self
-                .track_concurrency
-                .then(|| self.register_gauge(recorder)),
         }
     }
 
@@ -266,16 +242,19 @@ impl FunctionMetrics {
         recorder.register_gauge(&self.keys().concurrent, &self.metadata)
     }
 
-    /// The handles for the current recorder: cached for the global one, fresh otherwise.
+    /// The concurrency gauge for the current recorder, `None` when concurrency is not tracked.
     #[inline]
-    fn handles(&self) -> Held<'_, Handles> {
-        metrics::with_recorder(|recorder| {
-            if is_global(recorder) {
-                Held::Global(self.global.get_or_init(|| self.register(recorder)))
-            } else {
-                Held::Local(self.register(recorder))
-            }
+    fn gauge(&self) -> Option<Bound<'_, Gauge>> {
+        self.track_concurrency.then(|| {
+            self.concurrent
+                .get(|recorder| self.register_gauge(recorder))
         })
+    }
+
+    /// The handles for the current recorder.
+    #[inline]
+    fn handles(&self) -> Bound<'_, Handles> {
+        self.handles.get(|recorder| self.register(recorder))
     }
 
     /// Starts a call: raises the concurrency gauge (when tracked) and starts the clock.
@@ -286,12 +265,14 @@ impl FunctionMetrics {
     #[inline]
     pub fn start(&self) -> CallGuard<'_> {
         let handles = self.handles();
-        if let Some(gauge) = &handles.concurrent {
+        let gauge = self.gauge();
+        if let Some(gauge) = &gauge {
             gauge.increment(1.0);
         }
         CallGuard {
             metrics: self,
             handles,
+            gauge,
             start: Instant::now(),
             finished: false,
         }
@@ -301,18 +282,7 @@ impl FunctionMetrics {
     ///
     /// Does nothing when concurrency is not tracked.
     pub fn concurrency(&self) -> ConcurrencyGuard<'_> {
-        let gauge = if self.track_concurrency {
-            metrics::with_recorder(|recorder| {
-                if is_global(recorder) {
-                    let handles = self.global.get_or_init(|| self.register(recorder));
-                    handles.concurrent.as_ref().map(Held::Global)
-                } else {
-                    Some(Held::Local(self.register_gauge(recorder)))
-                }
-            })
-        } else {
-            None
-        };
+        let gauge = self.gauge();
         if let Some(gauge) = &gauge {
             gauge.increment(1.0);
         }
@@ -333,17 +303,17 @@ impl FunctionMetrics {
     pub fn record_error(&self, error_type: &'static str, elapsed: Duration) {
         let handles = self.handles();
         handles.duration.record(elapsed.as_secs_f64());
-        self.count_error(handles.is_global(), error_type);
+        self.count_error(error_type);
     }
 
     /// Increments `function_calls_total{result="error", error_type}`, or the overflow series.
-    fn count_error(&self, global: bool, error_type: &'static str) {
+    fn count_error(&self, error_type: &'static str) {
         let table = self.errors.get_or_init(|| Box::new(ErrorTable::new()));
         match table.slot(error_type) {
-            Some(slot) => self.increment(global, &slot.global, || self.error_key(error_type)),
+            Some(slot) => self.increment(&slot.counter, || self.error_key(error_type)),
             None => {
-                self.increment(global, &table.overflow, || self.error_key(values::OVERFLOW));
-                self.increment(global, &table.overflow_count, || {
+                self.increment(&table.overflow, || self.error_key(values::OVERFLOW));
+                self.increment(&table.overflow_count, || {
                     Key::from_parts(
                         catalogue::CARDINALITY_OVERFLOW,
                         vec![Label::from_static_parts(
@@ -366,23 +336,10 @@ impl FunctionMetrics {
         )
     }
 
-    /// Increments the counter `key`: through `cache` for a call under the global recorder (only
-    /// ever filled while the global recorder is current), registered afresh otherwise.
-    fn increment(&self, global: bool, cache: &OnceLock<Counter>, key: impl FnOnce() -> Key) {
-        if global && let Some(counter) = cache.get() {
-            return counter.increment(1);
-        }
-        metrics::with_recorder(|recorder| {
-            if global && is_global(recorder) {
-                cache
-                    .get_or_init(|| recorder.register_counter(&key(), &self.metadata))
-                    .increment(1);
-            } else {
-                recorder
-                    .register_counter(&key(), &self.metadata)
-                    .increment(1);
-            }
-        });
+    /// Increments the counter `key` of the current recorder.
+    fn increment(&self, cell: &HandleCell<Counter>, key: impl FnOnce() -> Key) {
+        cell.get(|recorder| recorder.register_counter(&key(), &self.metadata))
+            .increment(1);
     }
 }
 
@@ -391,37 +348,12 @@ fn same_str(a: &str, b: &str) -> bool {
     std::ptr::eq(a, b) || a == b
 }
 
-/// Handles cached for the global recorder, or registered for one call.
-enum Held<'a, T> {
-    Global(&'a T),
-    Local(T),
-}
-
-impl<T> Held<'_, T> {
-    #[inline]
-    fn is_global(&self) -> bool {
-        matches!(self, Held::Global(_))
-    }
-}
-
-impl<T> Deref for Held<'_, T> {
-    type Target = T;
-
-    #[inline]
-    fn deref(&self) -> &T {
-        match self {
-            Held::Global(t) => t,
-            Held::Local(t) => t,
-        }
-    }
-}
-
 /// Keeps `function_calls_concurrent` raised while alive; lowers it on drop (panic- and
 /// cancel-safe), on the recorder it was raised on. From [`FunctionMetrics::concurrency`].
 #[must_use = "the gauge is lowered when the guard drops"]
 pub struct ConcurrencyGuard<'a> {
     function: &'static str,
-    gauge: Option<Held<'a, Gauge>>,
+    gauge: Option<Bound<'a, Gauge>>,
 }
 
 impl fmt::Debug for ConcurrencyGuard<'_> {
@@ -450,7 +382,8 @@ impl Drop for ConcurrencyGuard<'_> {
 #[must_use = "finish the call with ok(), error() or finish(); dropping it records a cancellation"]
 pub struct CallGuard<'a> {
     metrics: &'a FunctionMetrics,
-    handles: Held<'a, Handles>,
+    handles: Bound<'a, Handles>,
+    gauge: Option<Bound<'a, Gauge>>,
     start: Instant,
     finished: bool,
 }
@@ -503,8 +436,7 @@ impl CallGuard<'_> {
         self.handles
             .duration
             .record(self.start.elapsed().as_secs_f64());
-        self.metrics
-            .count_error(self.handles.is_global(), error_type);
+        self.metrics.count_error(error_type);
     }
 }
 
@@ -518,78 +450,8 @@ impl Drop for CallGuard<'_> {
                 values::CANCELLED
             });
         }
-        if let Some(gauge) = &self.handles.concurrent {
+        if let Some(gauge) = &self.gauge {
             gauge.decrement(1.0);
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Recognising the global recorder
-// ---------------------------------------------------------------------------------------------
-
-/// Address of the global recorder once learnt; 0 while unknown.
-static GLOBAL: AtomicUsize = AtomicUsize::new(0);
-
-/// Number of recent non-global recorders remembered per thread.
-const NOT_GLOBAL_SLOTS: usize = 4;
-
-thread_local! {
-    /// Recorders this thread recently found not to be the global one (no global recorder was
-    /// installed yet when they were probed).
-    static NOT_GLOBAL: Cell<([usize; NOT_GLOBAL_SLOTS], usize)> =
-        const { Cell::new(([0; NOT_GLOBAL_SLOTS], 0)) };
-}
-
-fn address(recorder: &dyn Recorder) -> usize {
-    if size_of_val(recorder) == 0 {
-        0
-    } else {
-        std::ptr::from_ref::<dyn Recorder>(recorder)
-            .cast::<()>()
-            .addr()
-    }
-}
-
-/// Whether `recorder` (the current one) is the process-wide recorder, whose handles may be
-/// cached for the life of the process.
-#[inline]
-fn is_global(recorder: &dyn Recorder) -> bool {
-    let this = address(recorder);
-    if this == 0 {
-        return false;
-    }
-    match GLOBAL.load(Ordering::Acquire) {
-        0 => probe(this),
-        global => global == this,
-    }
-}
-
-/// Learns the global recorder's address from a fresh thread (which has no local recorder).
-#[cold]
-fn probe(this: usize) -> bool {
-    if NOT_GLOBAL.with(|seen| seen.get().0.contains(&this)) {
-        return false;
-    }
-    let global = std::thread::Builder::new()
-        .name("orderscope-recorder-probe".into())
-        .spawn(|| metrics::with_recorder(address))
-        .ok()
-        .and_then(|thread| thread.join().ok())
-        .unwrap_or(0);
-    if global != 0 {
-        // The global recorder is set once and never replaced: its address is final.
-        GLOBAL.store(global, Ordering::Release);
-    }
-    if global == this {
-        return true;
-    }
-    // Either no global recorder yet (or a zero-sized one), or `this` is a local recorder.
-    // Remembered per thread so a test's recorder is probed once, not on every call.
-    NOT_GLOBAL.with(|seen| {
-        let (mut slots, next) = seen.get();
-        slots[next] = this;
-        seen.set((slots, (next + 1) % NOT_GLOBAL_SLOTS));
-    });
-    false
 }

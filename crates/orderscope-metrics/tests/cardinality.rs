@@ -2,8 +2,8 @@
 
 use metrics::{Counter, Histogram, Label};
 use orderscope_metrics::{
-    CounterCache, GaugeCache, HistogramCache, IndexedCache, LabelCache, PerRecorder, SeriesLimit,
-    catalogue,
+    CounterCache, GaugeCache, HandleCell, HistogramCache, IndexedCache, LabelCache, MetricHandle,
+    SeriesLimit, catalogue,
 };
 use orderscope_testing::capture_metrics;
 
@@ -171,21 +171,62 @@ fn caches_follow_the_current_recorder() {
 }
 
 #[test]
-fn per_recorder_builds_once_per_recorder() {
-    static STATE: PerRecorder<Histogram> = PerRecorder::new();
-    static BUILT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let get = || {
-        STATE.get_or_init(|| {
-            BUILT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            metrics::histogram!("h_seconds")
-        })
+fn handle_cell_registers_with_each_local_recorder() {
+    static CELL: HandleCell<Histogram> = HandleCell::new();
+    let record = |value| {
+        CELL.with(
+            || metrics::Key::from_static_name("h_seconds"),
+            |h| h.record(value),
+        );
     };
-    let ((), snap) = capture_metrics(|| {
-        get().record(1.0);
-        get().record(2.0);
+    // Before any recorder: the no-op recorder, nothing kept.
+    record(0.5);
+    assert!(CELL.global().is_none());
+    let ((), a) = capture_metrics(|| {
+        record(1.0);
+        record(2.0);
     });
-    assert_eq!(snap.histogram("h_seconds", &[]), Some(vec![1.0, 2.0]));
-    assert_eq!(BUILT.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let ((), b) = capture_metrics(|| record(3.0));
+    assert_eq!(a.histogram("h_seconds", &[]), Some(vec![1.0, 2.0]));
+    assert_eq!(b.histogram("h_seconds", &[]), Some(vec![3.0]));
+    // Local recorders are never kept: the cell stays free for the global recorder.
+    assert!(CELL.global().is_none());
+}
+
+#[test]
+fn a_cache_follows_a_recorder_at_a_dropped_recorders_address() {
+    static JOBS: CounterCache<u8> = CounterCache::new("reuse_total", &["k"], SeriesLimit::new(4));
+    static ONE: HandleCell<Counter> = HandleCell::new();
+    let mut addresses = Vec::new();
+    for round in 1..=4u64 {
+        // On the stack and dropped at the end of each round: the next round's recorder usually
+        // lands on the same address.
+        let recorder = orderscope_metrics::build_recorder();
+        addresses.push(std::ptr::from_ref(&recorder).addr());
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            for _ in 0..round {
+                JOBS.increment(&1, 1, |_| vec![Label::from_static_parts("k", "a")]);
+                ONE.get(|r| {
+                    Counter::register_with(r, &metrics::Key::from_static_name("one_total"))
+                })
+                .increment(1);
+            }
+        });
+        let text = handle.render();
+        assert!(
+            text.contains(&format!("reuse_total{{k=\"a\"}} {round}")),
+            "round {round}:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("one_total {round}")),
+            "round {round}:\n{text}"
+        );
+    }
+    assert!(
+        addresses.windows(2).any(|w| w[0] == w[1]),
+        "no address was reused, the case is not exercised: {addresses:?}"
+    );
 }
 
 #[test]
@@ -214,14 +255,12 @@ fn series_budget_and_overflow_handles_count_every_measurement() {
         assert!(budget.try_acquire());
         assert!(!budget.try_acquire());
         assert_eq!(budget.used(), 1);
-        let h = durations.handle("op_seconds", &["queue"]);
-        h.record(0.5);
-        h.record(1.5);
+        durations.record("op_seconds", &["queue"], |h| h.record(0.5));
+        durations.record("op_seconds", &["queue"], |h| h.record(1.5));
         // Another denied label set shares the series and the counter.
-        durations.handle("op_seconds", &["queue"]).record(2.0);
-        let g = active.handle("op_active", &["queue"]);
-        g.increment(1.0);
-        g.decrement(1.0);
+        durations.record("op_seconds", &["queue"], |h| h.record(2.0));
+        active.record("op_active", &["queue"], |g| g.increment(1.0));
+        active.record("op_active", &["queue"], |g| g.decrement(1.0));
     });
     assert_eq!(
         snap.histogram("op_seconds", &[("queue", "_overflow")]),

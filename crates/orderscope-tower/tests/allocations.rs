@@ -75,6 +75,10 @@ fn allocations_per_request() {
         .with_span_processor(OrderThenDrop)
         .build();
     opentelemetry::global::set_tracer_provider(provider.clone());
+    // The peer stack extracts its parent with the global propagator.
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
     tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new("info"))
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))

@@ -92,7 +92,21 @@ impl Telemetry {
 
     /// An axum router serving `GET /metrics` in the Prometheus text format. Merge it into the
     /// service's router, or serve it on a separate port.
+    ///
+    /// Merged into a router wrapped with `ServerLayer`, its fallback measures the requests no
+    /// route matched (`http_route="unmatched"`), which axum's merge would otherwise leave
+    /// unmeasured (see `orderscope::tower::server::UnmatchedLayer`).
     pub fn metrics_router<S>(&self) -> axum::Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let router = self.prometheus_router();
+        #[cfg(feature = "tower")]
+        let router = router.layer(orderscope_tower::server::UnmatchedLayer::new());
+        router
+    }
+
+    fn prometheus_router<S>(&self) -> axum::Router<S>
     where
         S: Clone + Send + Sync + 'static,
     {

@@ -4,15 +4,11 @@
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request};
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use axum::routing::get;
-use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use orderscope_context::carrier::HeaderExtractor;
 use orderscope_tower::ServerLayer;
 use tower::ServiceBuilder;
-use tower_http::trace::{DefaultMakeSpan, TraceLayer};
+use tower_http::trace::TraceLayer;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 async fn show_order(Path(id): Path<String>) -> String {
@@ -23,11 +19,21 @@ fn base() -> Router {
     Router::new().route("/orders/{id}", get(show_order))
 }
 
-/// The peer stack's context middleware: the W3C parent into the current (TraceLayer) span.
-async fn extract_parent(request: Request, next: Next) -> Response {
-    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
-    let _ = tracing::Span::current().set_parent(parent);
-    next.run(request).await
+/// The peer stack's span, as tower-http and tracing-opentelemetry document it: tower-http's
+/// default span fields at `INFO`, and the W3C parent from the global propagator set in
+/// `make_span_with`, before the span starts.
+pub(crate) fn peer_span<B>(request: &http::Request<B>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        uri = %request.uri(),
+        version = ?request.version(),
+    );
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor(request.headers()))
+    });
+    let _ = span.set_parent(parent);
+    span
 }
 
 pub(crate) fn request() -> Request<Body> {
@@ -62,12 +68,8 @@ pub(crate) fn cases() -> Vec<(&'static str, Router)> {
             "peer_stack",
             base().layer(
                 ServiceBuilder::new()
-                    .layer(
-                        TraceLayer::new_for_http()
-                            .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO)),
-                    )
-                    .layer(axum_prometheus::PrometheusMetricLayer::new())
-                    .layer(middleware::from_fn(extract_parent)),
+                    .layer(TraceLayer::new_for_http().make_span_with(peer_span))
+                    .layer(axum_prometheus::PrometheusMetricLayer::new()),
             ),
         ),
     ]

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use metrics::{Histogram, Label, SharedString};
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{Span, Tracer, TracerProvider};
-use orderscope_metrics::{Overflow, SeriesBudget, SeriesLimit};
+use orderscope_context::LateTracer;
+use orderscope_metrics::{KeyedHandle, Overflow, SeriesBudget, SeriesLimit};
 use tower_layer::Layer;
 
 use super::Client;
@@ -53,12 +54,15 @@ const OVERFLOW_LABELS: &[&str] = &[
     HTTP_RESPONSE_STATUS_CODE,
 ];
 
+/// One duration series; `None` when it went to the overflow series.
+type Series = Option<KeyedHandle<Histogram>>;
+
 /// Duration histograms of one server address.
 #[derive(Debug)]
 pub(crate) struct HostEntry {
     label: SharedString,
-    slots: [OnceLock<(u32, Histogram)>; SLOTS],
-    more: Mutex<Vec<(u32, Histogram)>>,
+    slots: [OnceLock<(u32, Series)>; SLOTS],
+    more: Mutex<Vec<(u32, Arc<Series>)>>,
 }
 
 impl HostEntry {
@@ -73,17 +77,16 @@ impl HostEntry {
 
 /// What every service built by one layer shares.
 ///
-/// Handles are kept per host entry (slots scanned by a small key, like the server's route entries)
-/// rather than in a [`LabelCache`](orderscope_metrics::LabelCache), so a request pays no recorder
-/// check or hash; the series limit and the overflow series are the shared [`SeriesBudget`] and
-/// [`Overflow`].
+/// Series are kept per host entry (slots scanned by a small key, like the server's route entries),
+/// each a [`KeyedHandle`] bound to the recorder current when it records; the series limit and the
+/// overflow series are the shared [`SeriesBudget`] and [`Overflow`].
 #[derive(Debug)]
 pub(crate) struct ClientShared {
     pub(crate) propagate: bool,
     pub(crate) tracing: bool,
     series_limit: usize,
     tracer_config: Option<Arc<BoxedTracer>>,
-    tracer: OnceLock<Arc<BoxedTracer>>,
+    tracer: LateTracer,
     hosts: RwLock<HashMap<Box<str>, Arc<HostEntry>>>,
     unknown: OnceLock<Arc<HostEntry>>,
     budget: SeriesBudget,
@@ -101,8 +104,11 @@ impl ClientShared {
             propagate,
             tracing,
             series_limit,
+            tracer: match &tracer_config {
+                Some(tracer) => LateTracer::fixed(tracer.clone()),
+                None => LateTracer::global(crate::common::scope()),
+            },
             tracer_config,
-            tracer: OnceLock::new(),
             hosts: RwLock::new(HashMap::new()),
             unknown: OnceLock::new(),
             budget: SeriesBudget::new(SeriesLimit::new(series_limit)),
@@ -110,15 +116,11 @@ impl ClientShared {
         }
     }
 
+    /// The tracer: the one set on the layer, else the global provider's, looked up until one is
+    /// installed.
     #[inline]
-    pub(crate) fn tracer(&self) -> &BoxedTracer {
-        self.tracer.get_or_init(|| {
-            self.tracer_config.clone().unwrap_or_else(|| {
-                Arc::new(opentelemetry::global::tracer_with_scope(
-                    crate::common::scope(),
-                ))
-            })
-        })
+    pub(crate) fn tracer(&self) -> &LateTracer {
+        &self.tracer
     }
 
     /// The entry of a server address (`None`: the request named no host).
@@ -164,21 +166,37 @@ impl ClientShared {
         let key =
             u32::from(status) | (u32::from(method as u8) << 16) | (u32::from(error as u8) << 24);
         for slot in &host.slots {
-            let (slot_key, histogram) =
+            let (slot_key, series) =
                 slot.get_or_init(|| (key, self.new_histogram(host, method, status, error)));
             if *slot_key == key {
-                histogram.record(seconds);
-                return;
+                return self.record_in(series, seconds);
             }
         }
-        let mut more = host.more.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, histogram)) = more.iter().find(|(k, _)| *k == key) {
-            histogram.record(seconds);
-            return;
+        let series = {
+            let mut more = host.more.lock().unwrap_or_else(PoisonError::into_inner);
+            match more.iter().find(|(k, _)| *k == key) {
+                Some((_, series)) => series.clone(),
+                None => {
+                    let series = Arc::new(self.new_histogram(host, method, status, error));
+                    more.push((key, series.clone()));
+                    series
+                }
+            }
+        };
+        self.record_in(&series, seconds);
+    }
+
+    #[inline]
+    fn record_in(&self, series: &Series, seconds: f64) {
+        match series {
+            Some(series) => series.with(|h| h.record(seconds)),
+            None => {
+                self.overflow
+                    .record(CLIENT_REQUEST_DURATION, OVERFLOW_LABELS, |h| {
+                        h.record(seconds)
+                    });
+            }
         }
-        let histogram = self.new_histogram(host, method, status, error);
-        histogram.record(seconds);
-        more.push((key, histogram));
     }
 
     #[cold]
@@ -188,11 +206,9 @@ impl ClientShared {
         method: MethodKind,
         status: u16,
         error: ClientError,
-    ) -> Histogram {
+    ) -> Series {
         if !self.budget.try_acquire() {
-            return self
-                .overflow
-                .handle(CLIENT_REQUEST_DURATION, OVERFLOW_LABELS);
+            return None;
         }
         let mut labels = vec![
             Label::from_static_parts(HTTP_REQUEST_METHOD, method.as_str()),
@@ -209,7 +225,10 @@ impl ClientShared {
                 other.static_str().unwrap_or("_OTHER"),
             )),
         }
-        metrics::histogram!(CLIENT_REQUEST_DURATION, labels)
+        Some(KeyedHandle::new(metrics::Key::from_parts(
+            CLIENT_REQUEST_DURATION,
+            labels,
+        )))
     }
 }
 

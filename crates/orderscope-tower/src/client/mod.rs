@@ -37,7 +37,7 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use opentelemetry::KeyValue;
-use opentelemetry::trace::{SpanBuilder, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::trace::{SpanBuilder, SpanKind, TraceContextExt};
 use orderscope_context::carrier::inject_http;
 use tower_service::Service;
 

@@ -1,16 +1,17 @@
 //! [`ServerLayer`]: configuration of the server middleware.
 
 use std::borrow::Cow;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{Span, Tracer, TracerProvider};
-use orderscope_context::Propagation;
+use orderscope_context::{LateTracer, Propagation};
 use tower_layer::Layer;
 
 use super::Server;
 use super::hook::{DefaultOnRequest, DefaultOnResponse, OnRequest, OnResponse};
 use super::route::{LabelDef, LastRoute, MetricsShared, RouteTable};
+use super::url::DEFAULT_REDACTED_QUERY_KEYS;
 use crate::common::scope;
 
 /// Default of [`ServerLayer::series_limit`].
@@ -43,6 +44,9 @@ pub(crate) struct Config {
     pub(crate) series_limit: usize,
     pub(crate) labels: Vec<LabelDef>,
     pub(crate) tracer: Option<Arc<BoxedTracer>>,
+    pub(crate) record_query: bool,
+    pub(crate) redact_query_keys: Vec<Cow<'static, str>>,
+    pub(crate) trust_forwarded_scheme: bool,
 }
 
 /// What every service instance built by one layer shares.
@@ -51,7 +55,10 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) untrusted: bool,
     pub(crate) routes: RouteTable,
-    tracer: OnceLock<Arc<BoxedTracer>>,
+    tracer: LateTracer,
+    /// The first `server.address` seen: most services answer to one name, so requests to it
+    /// share one string instead of copying it.
+    host: OnceLock<opentelemetry::StringValue>,
 }
 
 impl Shared {
@@ -65,21 +72,58 @@ impl Shared {
         Self {
             untrusted: config.propagation.policy() == orderscope_context::TrustPolicy::Untrusted,
             routes: RouteTable::new(metrics, config.skip_paths.clone(), MAX_ROUTES),
-            tracer: OnceLock::new(),
+            host: OnceLock::new(),
+            tracer: match &config.tracer {
+                Some(tracer) => LateTracer::fixed(tracer.clone()),
+                None => LateTracer::global(scope()),
+            },
             config,
         }
     }
 
-    /// The tracer: the one set on the layer, else the global provider's as it is at the first request.
+    /// The tracer: the one set on the layer, else the global provider's, looked up until one is
+    /// installed.
     #[inline]
-    pub(crate) fn tracer(&self) -> &BoxedTracer {
-        self.tracer.get_or_init(|| {
-            self.config
-                .tracer
-                .clone()
-                .unwrap_or_else(|| Arc::new(opentelemetry::global::tracer_with_scope(scope())))
-        })
+    pub(crate) fn tracer(&self) -> &LateTracer {
+        &self.tracer
     }
+
+    /// The `server.address` value for `host`: shared when it is the first host seen.
+    #[inline]
+    pub(crate) fn host(&self, host: &str) -> opentelemetry::StringValue {
+        let first = self
+            .host
+            .get_or_init(|| opentelemetry::StringValue::from(Arc::<str>::from(host)));
+        if first.as_str() == host {
+            first.clone()
+        } else {
+            opentelemetry::StringValue::from(host.to_owned())
+        }
+    }
+}
+
+/// The layer most recently applied to a service: [`UnmatchedLayer`](super::UnmatchedLayer)
+/// measures the requests no route matched with its configuration.
+static APPLIED: RwLock<Option<Arc<Shared>>> = RwLock::new(None);
+
+fn register_applied(shared: &Arc<Shared>) {
+    let current = APPLIED.read().unwrap_or_else(PoisonError::into_inner);
+    if current
+        .as_ref()
+        .is_some_and(|applied| Arc::ptr_eq(applied, shared))
+    {
+        return;
+    }
+    drop(current);
+    *APPLIED.write().unwrap_or_else(PoisonError::into_inner) = Some(shared.clone());
+}
+
+/// The configuration of the [`ServerLayer`] most recently applied, if any.
+pub(crate) fn applied() -> Option<Arc<Shared>> {
+    APPLIED
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
 }
 
 /// The per-service-instance part: the instance's route cache.
@@ -98,9 +142,14 @@ pub(crate) struct Instance {
 /// `Router`) hides the matched route: every request would be `unmatched`. With `route_layer`, only
 /// matched routes are instrumented (axum does not apply route layers to the fallback).
 ///
-/// Metric handles are resolved once per route and method and registered with the `metrics`
-/// recorder that is current when that route is first requested: install the recorder (for
-/// example with `orderscope::init`) before serving.
+/// axum's `Router::merge` keeps the merged-in router's fallback, so after
+/// `.layer(ServerLayer::new()).merge(other)` unknown paths reach `other`'s fallback, which this
+/// layer never wrapped; `orderscope`'s `metrics_router()` carries an
+/// [`UnmatchedLayer`](super::UnmatchedLayer) that measures them with this layer's configuration.
+///
+/// Metric labels are resolved once per route and method; the handles are bound to the `metrics`
+/// recorder current when they record, and the tracer is the global provider's once one is
+/// installed: a layer built before `orderscope::init` records into the pipeline it installs.
 ///
 /// Per request the layer
 /// - extracts `traceparent`, `tracestate` and `baggage` under the layer's trust policy
@@ -183,6 +232,12 @@ impl ServerLayer {
                 series_limit: DEFAULT_SERIES_LIMIT,
                 labels: Vec::new(),
                 tracer: None,
+                record_query: false,
+                redact_query_keys: DEFAULT_REDACTED_QUERY_KEYS
+                    .iter()
+                    .map(|key| Cow::Borrowed(*key))
+                    .collect(),
+                trust_forwarded_scheme: false,
             })),
             on_request: DefaultOnRequest,
             on_response: DefaultOnResponse,
@@ -328,6 +383,39 @@ impl<Req, Res> ServerLayer<Req, Res> {
         self.configure(|config| config.labels.push(def))
     }
 
+    /// Records the query string as `url.query` on the server span, with the values of sensitive
+    /// keys replaced with `REDACTED` (see [`redact_query_key`](Self::redact_query_key)) and cut
+    /// to [`MAX_QUERY_LEN`](super::MAX_QUERY_LEN) bytes.
+    ///
+    /// Defaults to `false`: query strings often carry personal data, so they are opt-in.
+    #[must_use]
+    pub fn record_query(self, enabled: bool) -> Self {
+        self.configure(|config| config.record_query = enabled)
+    }
+
+    /// Also redacts the value of the query key `key` (compared ASCII case-insensitively) in
+    /// `url.query`.
+    ///
+    /// Defaults to [`DEFAULT_REDACTED_QUERY_KEYS`](super::DEFAULT_REDACTED_QUERY_KEYS): the keys
+    /// the HTTP semantic conventions name (`AWSAccessKeyId`, `Signature`, `sig`,
+    /// `X-Goog-Signature`) and common credentials (`token`, `api_key`, `password`, …).
+    #[must_use]
+    pub fn redact_query_key(self, key: impl Into<Cow<'static, str>>) -> Self {
+        let key = key.into();
+        self.configure(|config| config.redact_query_keys.push(key))
+    }
+
+    /// Takes `url.scheme` from the `Forwarded: proto=` or `X-Forwarded-Proto` header set by the
+    /// TLS-terminating proxy in front of the service. Only enable it when every request passes
+    /// through such a proxy, which overwrites the header: a client could otherwise set it.
+    ///
+    /// Without it, `url.scheme` is `https` for requests marked [`Tls`](super::Tls) by the
+    /// service's own TLS acceptor, else `http`. Defaults to `false`.
+    #[must_use]
+    pub fn trust_forwarded_scheme(self, enabled: bool) -> Self {
+        self.configure(|config| config.trust_forwarded_scheme = enabled)
+    }
+
     /// Creates the server spans with a tracer from `provider` instead of the global provider.
     ///
     /// Defaults to the global provider (`opentelemetry::global::tracer_provider()`) as it is when
@@ -372,6 +460,7 @@ impl<S, Req: Clone, Res: Clone> Layer<S> for ServerLayer<Req, Res> {
     type Service = Server<S, Req, Res>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        register_applied(&self.shared);
         Server::from_parts(
             inner,
             Arc::new(Instance {

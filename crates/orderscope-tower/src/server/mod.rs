@@ -27,6 +27,8 @@ mod hook;
 mod layer;
 mod record;
 mod route;
+mod unmatched;
+mod url;
 
 use quanta::Instant;
 use std::any::Any;
@@ -38,7 +40,7 @@ use axum::extract::MatchedPath;
 use http::{Request, Response, Version};
 use http_body::Body;
 use opentelemetry::KeyValue;
-use opentelemetry::trace::{Link, SpanBuilder, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::trace::{Link, SpanBuilder, SpanKind, TraceContextExt};
 use tower_service::Service;
 
 pub use self::body::ResponseBody;
@@ -49,6 +51,8 @@ pub use self::hook::{
 pub use self::layer::{
     DEFAULT_SERIES_LIMIT, MAX_EXTRA_LABEL_VALUES, MAX_EXTRA_LABELS, ServerLayer,
 };
+pub use self::unmatched::{Unmatched, UnmatchedLayer};
+pub use self::url::{DEFAULT_REDACTED_QUERY_KEYS, MAX_QUERY_LEN, Tls};
 
 use self::layer::Instance;
 
@@ -62,7 +66,7 @@ pub(crate) fn route_values() -> (&'static str, &'static str) {
 }
 use self::record::Recorder;
 use self::route::RouteEntry;
-use crate::common::{MethodKind, strip_port};
+use crate::common::MethodKind;
 
 /// Middleware that instruments one axum route; built by [`ServerLayer`].
 #[derive(Clone, Debug)]
@@ -124,65 +128,95 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let start = Instant::now();
-        let instance = &*self.instance;
-        let shared = &*instance.shared;
-        let matched = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map(MatchedPath::as_str);
-        let route = instance
-            .last
-            .resolve(&shared.routes, matched, request.uri().path());
-        if route.skip {
-            return ResponseFuture::new(
-                Ok(self.inner.call(request)),
-                None,
-                false,
-                false,
-                self.on_response.clone(),
-            );
-        }
-
-        let method = MethodKind::of(request.method());
-        let metrics = shared.routes.metrics();
-        let hook = shared.config.tracing && self.on_request.is_active();
-        let mut extra = 0;
-        let mut hook_attributes = Vec::new();
-        if hook || metrics.has_labels() {
-            let (parts, body) = request.into_parts();
-            extra = metrics.label_index(&parts);
-            if hook {
-                self.on_request
-                    .on_request(&parts, &mut SpanAttributes::new(&mut hook_attributes));
-            }
-            request = Request::from_parts(parts, body);
-        }
-
-        let otel = shared
-            .config
-            .tracing
-            .then(|| start_span(shared, &mut request, &route, method, hook_attributes));
-        let recorder = Recorder::start(route, method, extra, start, otel);
-
-        let catch_panic = shared.config.catch_panic;
-        let inner = {
-            let _guard = recorder.context().map(|otel| otel.clone().attach());
-            if catch_panic {
-                catch_unwind(AssertUnwindSafe(|| self.inner.call(request)))
-            } else {
-                Ok::<_, Box<dyn Any + Send>>(self.inner.call(request))
-            }
-        };
-        ResponseFuture::new(
-            inner,
-            Some(recorder),
-            catch_panic,
-            method == MethodKind::Head,
-            self.on_response.clone(),
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        instrument(
+            &self.instance.shared,
+            &self.instance.last,
+            &self.on_request,
+            &self.on_response,
+            &mut self.inner,
+            request,
         )
     }
+}
+
+/// Marks a request that matched no route and that a [`Server`] already measures, so the
+/// fallback of [`UnmatchedLayer`] does not measure it twice.
+#[derive(Clone, Copy, Debug)]
+struct Measured;
+
+/// The request path of [`Server`] (and of [`UnmatchedLayer`]'s services).
+#[inline]
+fn instrument<S, B, ResBody, Req, Res>(
+    shared: &layer::Shared,
+    last: &route::LastRoute,
+    on_request: &Req,
+    on_response: &Res,
+    inner: &mut S,
+    mut request: Request<B>,
+) -> ResponseFuture<S::Future, Res>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    ResBody: Body,
+    Req: OnRequest,
+    Res: OnResponse,
+{
+    let start = Instant::now();
+    let matched = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    let unmatched = matched.is_none();
+    let route = last.resolve(&shared.routes, matched, request.uri().path());
+    if route.skip {
+        return ResponseFuture::new(
+            Ok(inner.call(request)),
+            None,
+            false,
+            false,
+            on_response.clone(),
+        );
+    }
+    if unmatched {
+        request.extensions_mut().insert(Measured);
+    }
+
+    let method = MethodKind::of(request.method());
+    let metrics = shared.routes.metrics();
+    let hook = shared.config.tracing && on_request.is_active();
+    let mut extra = 0;
+    let mut hook_attributes = Vec::new();
+    if hook || metrics.has_labels() {
+        let (parts, body) = request.into_parts();
+        extra = metrics.label_index(&parts);
+        if hook {
+            on_request.on_request(&parts, &mut SpanAttributes::new(&mut hook_attributes));
+        }
+        request = Request::from_parts(parts, body);
+    }
+
+    let otel = shared
+        .config
+        .tracing
+        .then(|| start_span(shared, &mut request, &route, method, hook_attributes));
+    let recorder = Recorder::start(route, method, extra, start, otel);
+
+    let catch_panic = shared.config.catch_panic;
+    let inner = {
+        let _guard = recorder.context().map(|otel| otel.clone().attach());
+        if catch_panic {
+            catch_unwind(AssertUnwindSafe(|| inner.call(request)))
+        } else {
+            Ok::<_, Box<dyn Any + Send>>(inner.call(request))
+        }
+    };
+    ResponseFuture::new(
+        inner,
+        Some(recorder),
+        catch_panic,
+        method == MethodKind::Head,
+        on_response.clone(),
+    )
 }
 
 /// Extracts the incoming context and starts the server span; returns the context to attach.
@@ -207,27 +241,31 @@ fn start_span<B>(
         attributes.push(KeyValue::new("http.route", route.clone()));
     }
     let uri = request.uri();
+    let headers = request.headers();
     attributes.push(KeyValue::new("url.path", uri.path().to_owned()));
-    attributes.push(KeyValue::new(
-        "url.scheme",
-        if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
-            "https"
-        } else {
-            "http"
-        },
-    ));
+    let config = &shared.config;
+    let scheme = url::scheme(
+        request.extensions().get::<Tls>().is_some(),
+        config.trust_forwarded_scheme,
+        uri,
+        headers,
+    );
+    attributes.push(KeyValue::new("url.scheme", scheme));
+    if config.record_query
+        && let Some(query) = uri.query()
+    {
+        attributes.push(KeyValue::new(
+            "url.query",
+            url::redacted_query(query, &config.redact_query_keys).into_owned(),
+        ));
+    }
     attributes.push(KeyValue::new(
         "network.protocol.version",
         protocol_version(request.version()),
     ));
-    let headers = request.headers();
-    if let Some(host) = uri.host().or_else(|| {
-        headers
-            .get(http::header::HOST)
-            .and_then(|host| host.to_str().ok())
-            .map(strip_port)
-    }) {
-        attributes.push(KeyValue::new("server.address", host.to_owned()));
+    if let Some((host, port)) = url::server_address(uri, headers, scheme) {
+        attributes.push(KeyValue::new("server.address", shared.host(host)));
+        attributes.push(KeyValue::new("server.port", port));
     }
     if let Some(agent) = headers
         .get(http::header::USER_AGENT)

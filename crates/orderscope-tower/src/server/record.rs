@@ -7,7 +7,7 @@ use std::sync::Arc;
 use opentelemetry::trace::{Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 
-use super::route::{ErrorKind, RouteEntry};
+use super::route::{ErrorKind, Raised, RouteEntry};
 use crate::common::MethodKind;
 
 /// One request in flight: the active gauge is incremented while it lives, and the duration histogram,
@@ -20,7 +20,8 @@ pub(crate) struct Recorder {
     route: Arc<RouteEntry>,
     method: MethodKind,
     status: u16,
-    done: bool,
+    /// Where the active gauge was raised; taken when it is lowered.
+    raised: Option<Raised>,
     extra: u64,
     start: Instant,
     cx: Option<Context>,
@@ -35,12 +36,12 @@ impl Recorder {
         start: Instant,
         cx: Option<Context>,
     ) -> Self {
-        route.method(method).active.increment(1.0);
+        let raised = Some(route.raise(method));
         Self {
             route,
             method,
             status: 0,
-            done: false,
+            raised,
             extra,
             start,
             cx,
@@ -83,17 +84,16 @@ impl Recorder {
     }
 
     fn record(&mut self, mut error: ErrorKind, message: Option<String>) {
-        if self.done {
+        let Some(raised) = self.raised.take() else {
             return;
-        }
-        self.done = true;
+        };
         if error == ErrorKind::None && self.status >= 500 {
             error = ErrorKind::Status;
         }
         let seconds = self.start.elapsed().as_secs_f64();
         self.route
             .record_duration(self.method, self.status, error, self.extra, seconds);
-        self.route.method(self.method).active.decrement(1.0);
+        self.route.lower(self.method, raised);
         if let Some(cx) = self.cx.take() {
             let span = cx.span();
             match error {
@@ -124,7 +124,7 @@ impl Recorder {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        if !self.done {
+        if self.raised.is_some() {
             let error = if std::thread::panicking() {
                 ErrorKind::Panic
             } else {

@@ -6,19 +6,15 @@
 //! route string against the instance's last route, an index by method and a scan of a few
 //! pre-filled slots.
 //!
-//! This is a specialisation of orderscope-metrics' handle caches, not a twin: the handles live in
-//! the route entry the request already holds (a [`LabelCache`](orderscope_metrics::LabelCache)
-//! lookup would add a recorder check and a hash per request on top of the route resolution), but
-//! the series limit and the overflow series are the shared [`SeriesBudget`] and [`Overflow`]. A
-//! label set over the limit gets [`Overflow::handle`], which records into the `_overflow` series
-//! and counts every measurement in `orderscope_cardinality_overflow_total{metric}`, so the hot
-//! path stays a plain handle operation.
+//! The handles are orderscope-metrics' [`HandleCell`]s, bound to the recorder current when they
+//! record (a layer built before `orderscope::init` records into the recorder installed later); the
+//! series limit and the overflow series are the shared [`SeriesBudget`] and [`Overflow`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
-use metrics::{Gauge, Histogram, Label, SharedString};
-use orderscope_metrics::{Overflow, SeriesBudget, SeriesLimit};
+use metrics::{Gauge, Histogram, Key, Label, SharedString};
+use orderscope_metrics::{Bound, KeyedHandle, Overflow, SeriesBudget, SeriesLimit};
 
 use crate::common::{METHOD_KINDS, MethodKind, intern_span_name};
 use crate::names::{
@@ -181,14 +177,20 @@ impl MetricsShared {
         }
     }
 
-    fn overflow_duration(&self) -> Histogram {
+    #[cold]
+    fn overflow_duration(&self, seconds: f64) {
         self.overflow
             .duration
-            .handle(REQUEST_DURATION, &self.overflow.duration_labels)
+            .record(REQUEST_DURATION, &self.overflow.duration_labels, |h| {
+                h.record(seconds)
+            });
     }
 
-    fn overflow_active(&self) -> Gauge {
-        self.overflow.active.handle(ACTIVE_REQUESTS, ACTIVE_LABELS)
+    #[cold]
+    fn overflow_active(&self, delta: f64) {
+        self.overflow
+            .active
+            .record(ACTIVE_REQUESTS, ACTIVE_LABELS, |g| g.increment(delta));
     }
 }
 
@@ -200,13 +202,34 @@ pub(crate) fn duration_key(status: u16, error: ErrorKind, extra: u64) -> u64 {
 
 const SLOTS: usize = 8;
 
+/// One series of a metric; `None` when the label set went to the overflow series.
+type Series<H> = Option<KeyedHandle<H>>;
+
+/// One duration series of a `(route, method)`.
+#[derive(Debug)]
+struct DurationSlot {
+    key: u64,
+    series: Series<Histogram>,
+}
+
 /// Everything cached for one `(route, method)`.
 #[derive(Debug)]
 pub(crate) struct MethodEntry {
     pub(crate) span_name: &'static str,
-    pub(crate) active: Gauge,
-    slots: [OnceLock<(u64, Histogram)>; SLOTS],
-    more: Mutex<Vec<(u64, Histogram)>>,
+    active: Series<Gauge>,
+    slots: [OnceLock<DurationSlot>; SLOTS],
+    more: Mutex<Vec<Arc<DurationSlot>>>,
+}
+
+/// Where a request's increment of the active gauge went, so the decrement goes to the same place.
+#[derive(Debug)]
+pub(crate) enum Raised {
+    /// The handle kept for the global recorder.
+    Global,
+    /// A handle registered with a local (or the no-op) recorder.
+    Local(Gauge),
+    /// The overflow series.
+    Overflow,
 }
 
 /// Everything cached for one route (or for all unmatched requests).
@@ -263,22 +286,54 @@ impl RouteEntry {
             Some(route) => intern_span_name(method, route),
             None => method.span_prefix(),
         };
-        let active = if self.metrics.active.try_acquire() {
-            metrics::gauge!(
+        let active = self.metrics.active.try_acquire().then(|| {
+            KeyedHandle::new(Key::from_parts(
                 ACTIVE_REQUESTS,
                 vec![
                     Label::from_static_parts(HTTP_REQUEST_METHOD, method.as_str()),
                     Label::new(HTTP_ROUTE, self.label.clone()),
-                ]
-            )
-        } else {
-            self.metrics.overflow_active()
-        };
+                ],
+            ))
+        });
         MethodEntry {
             span_name,
             active,
             slots: Default::default(),
             more: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Raises the active-requests gauge of `method`.
+    #[inline]
+    pub(crate) fn raise(&self, method: MethodKind) -> Raised {
+        let Some(active) = &self.method(method).active else {
+            self.metrics.overflow_active(1.0);
+            return Raised::Overflow;
+        };
+        let gauge = active.get();
+        gauge.increment(1.0);
+        match gauge {
+            Bound::Global(_) => Raised::Global,
+            Bound::Local(gauge) => Raised::Local(gauge),
+        }
+    }
+
+    /// Lowers the active-requests gauge raised by [`raise`](Self::raise).
+    #[inline]
+    pub(crate) fn lower(&self, method: MethodKind, raised: Raised) {
+        match raised {
+            Raised::Global => {
+                if let Some(gauge) = self
+                    .method(method)
+                    .active
+                    .as_ref()
+                    .and_then(KeyedHandle::global)
+                {
+                    gauge.decrement(1.0);
+                }
+            }
+            Raised::Local(gauge) => gauge.decrement(1.0),
+            Raised::Overflow => self.metrics.overflow_active(-1.0),
         }
     }
 
@@ -295,15 +350,24 @@ impl RouteEntry {
         let entry = self.method(method);
         let key = duration_key(status, error, extra);
         for slot in &entry.slots {
-            let (slot_key, histogram) =
-                slot.get_or_init(|| (key, self.new_duration(method, status, error, extra)));
-            if *slot_key == key {
-                histogram.record(seconds);
-                return;
+            let slot = slot.get_or_init(|| DurationSlot {
+                key,
+                series: self.new_duration(method, status, error, extra),
+            });
+            if slot.key == key {
+                return self.record(&slot.series, seconds);
             }
         }
-        self.duration_slow(entry, method, status, error, extra, key)
-            .record(seconds);
+        let slot = self.duration_slow(entry, method, status, error, extra, key);
+        self.record(&slot.series, seconds);
+    }
+
+    #[inline]
+    fn record(&self, series: &Series<Histogram>, seconds: f64) {
+        match series {
+            Some(series) => series.with(|h| h.record(seconds)),
+            None => self.metrics.overflow_duration(seconds),
+        }
     }
 
     #[cold]
@@ -315,14 +379,17 @@ impl RouteEntry {
         error: ErrorKind,
         extra: u64,
         key: u64,
-    ) -> Histogram {
+    ) -> Arc<DurationSlot> {
         let mut more = entry.more.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, histogram)) = more.iter().find(|(k, _)| *k == key) {
-            return histogram.clone();
+        if let Some(slot) = more.iter().find(|slot| slot.key == key) {
+            return slot.clone();
         }
-        let histogram = self.new_duration(method, status, error, extra);
-        more.push((key, histogram.clone()));
-        histogram
+        let slot = Arc::new(DurationSlot {
+            key,
+            series: self.new_duration(method, status, error, extra),
+        });
+        more.push(slot.clone());
+        slot
     }
 
     #[cold]
@@ -332,9 +399,9 @@ impl RouteEntry {
         status: u16,
         error: ErrorKind,
         extra: u64,
-    ) -> Histogram {
+    ) -> Series<Histogram> {
         if !self.metrics.durations.try_acquire() {
-            return self.metrics.overflow_duration();
+            return None;
         }
         let mut labels = Vec::with_capacity(4 + self.metrics.labels.len());
         labels.push(Label::from_static_parts(
@@ -349,7 +416,7 @@ impl RouteEntry {
             labels.push(Label::new(ERROR_TYPE, error));
         }
         self.metrics.push_labels(extra, &mut labels);
-        metrics::histogram!(REQUEST_DURATION, labels)
+        Some(KeyedHandle::new(Key::from_parts(REQUEST_DURATION, labels)))
     }
 }
 
