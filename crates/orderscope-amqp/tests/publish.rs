@@ -277,50 +277,48 @@ async fn destinations_beyond_the_limit_share_the_overflow_series() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirms_that_do_not_arrive_in_time_are_timeouts() {
-    const N: usize = 200;
+    const N: usize = 20;
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
     let m = metrics();
-    let conn = connect().await;
+    // The client talks to the broker through a proxy that holds every frame the broker sends while the
+    // messages are published: no confirm can reach the client before the timeout.
+    let proxy = Proxy::start().await;
+    let conn = lapin::Connection::connect(&proxy.uri, lapin::ConnectionProperties::default())
+        .await
+        .expect("connect through the proxy");
     let exchange = unique("timeout");
     let queue = unique("timeout-q");
     let channel = confirm_channel(&conn).await;
     declare_exchange(&channel, &exchange).await;
-    // Persistent messages to a quorum queue are confirmed only once replicated and written to disk: a
-    // round trip plus an fsync, far beyond the shortest timer tokio has (one millisecond).
-    let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), long("quorum"));
-    channel
-        .queue_declare(
-            queue.as_str().into(),
-            lapin::options::QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            expiring(args),
-        )
-        .await
-        .expect("declare quorum queue");
+    declare_queue(&channel, &queue, FieldTable::default()).await;
     bind(&channel, &queue, &exchange, "k").await;
     let traced = TracedChannel::builder(channel)
         .tracer(tracer(spans().provider()))
-        .confirm_timeout(Some(std::time::Duration::ZERO))
+        .confirm_timeout(Some(TIMEOUT))
         .build();
-    let results = futures_util::future::join_all((0..N).map(|_| {
+    let publish = || {
         traced.publish(
             exchange.as_str().into(),
             "k".into(),
             BasicPublishOptions::default(),
             b"x",
-            BasicProperties::default().with_delivery_mode(2),
+            BasicProperties::default(),
         )
-    }))
-    .await;
-    let timeouts = results
-        .iter()
-        .filter(|r| matches!(r, Err(PublishError::Timeout(_))))
-        .count();
-    let acks = results.iter().filter(|r| r.is_ok()).count();
-    assert_eq!(timeouts + acks, N, "only acks and timeouts: {results:?}");
-    assert!(timeouts > 0, "no confirm of {N} missed a zero timeout");
+    };
+    proxy.hold(true);
+    let started = std::time::Instant::now();
+    let results = futures_util::future::join_all((0..N).map(|_| publish())).await;
+    let waited = started.elapsed();
+    proxy.hold(false);
+    for result in &results {
+        assert!(
+            matches!(result, Err(PublishError::Timeout(t)) if *t == TIMEOUT),
+            "{result:?}"
+        );
+    }
+    assert!(waited >= TIMEOUT, "timed out after {waited:?}");
+    // Released, the channel works again: the late confirms are ignored and a new publish is acked.
+    assert!(publish().await.expect("confirmed after release").confirmed());
     let labels = |outcome| {
         [
             ("messaging_system", "rabbitmq"),
@@ -331,9 +329,19 @@ async fn confirms_that_do_not_arrive_in_time_are_timeouts() {
     let [a, b, c] = labels("timeout");
     assert_eq!(
         m.counter(SENT, &[a, b, c, ("error_type", "timeout")]),
-        timeouts as u64
+        N as u64
     );
-    assert_eq!(m.counter(SENT, &labels("ack")), acks as u64);
+    assert_eq!(m.counter(SENT, &labels("ack")), 1);
+    // All N + 1 messages reached the queue: a timeout says nothing about the message's fate.
+    let mut count = 0;
+    for _ in 0..100 {
+        count = message_count(&conn, &queue).await;
+        if count == N as u32 + 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(count, N as u32 + 1);
     cleanup(&conn, &[&queue], &[&exchange]).await;
 }
 
