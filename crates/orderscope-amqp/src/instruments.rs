@@ -281,12 +281,20 @@ pub enum SettleOutcome {
     NackDeadLetter,
     /// Rejected (with or without requeue).
     Reject,
-    /// The handler panicked; the message was nacked according to the retry policy.
+    /// The handler panicked; the message was nacked according to the retry policy. No longer recorded by
+    /// [`run`](crate::run), which records where the message went (the outcome) and `error_type="panic"`.
     Panic,
+    /// Republished to a delay queue for a later attempt, then acked.
+    Retry,
+    /// Republished to the dead-letter queue after the last attempt, then acked.
+    DeadLetter,
+    /// Nacked without requeue on a queue without a dead-letter route: the message is gone.
+    Discarded,
 }
 
 impl SettleOutcome {
-    /// The label value: `ack`, `nack_requeue`, `nack_dead_letter`, `reject` or `panic`.
+    /// The label value: `ack`, `nack_requeue`, `nack_dead_letter`, `reject`, `panic`, `retry`, `dead_letter`
+    /// or `discarded`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -295,7 +303,16 @@ impl SettleOutcome {
             Self::NackDeadLetter => "nack_dead_letter",
             Self::Reject => "reject",
             Self::Panic => "panic",
+            Self::Retry => "retry",
+            Self::DeadLetter => "dead_letter",
+            Self::Discarded => "discarded",
         }
+    }
+
+    /// Whether the message ended in a dead-letter queue (`nack_dead_letter`, `dead_letter`).
+    #[must_use]
+    pub fn is_dead_lettered(self) -> bool {
+        matches!(self, Self::NackDeadLetter | Self::DeadLetter)
     }
 
     fn index(self) -> usize {
@@ -305,6 +322,9 @@ impl SettleOutcome {
             Self::NackDeadLetter => 2,
             Self::Reject => 3,
             Self::Panic => 4,
+            Self::Retry => 5,
+            Self::DeadLetter => 6,
+            Self::Discarded => 7,
         }
     }
 }
@@ -315,14 +335,15 @@ impl std::fmt::Display for SettleOutcome {
     }
 }
 
-const SETTLE_SLOTS: usize = 5;
+const SETTLE_SLOTS: usize = 8;
 /// `error_type` values on the process duration, per outcome: none, or one of these.
-pub(crate) const PROCESS_ERROR_TYPES: [&str; 5] = [
+pub(crate) const PROCESS_ERROR_TYPES: [&str; 6] = [
     "handler_error",
     "panic",
     "settle_failed",
     "channel_closed",
     "dropped",
+    "republish_failed",
 ];
 
 /// Handles for one queue, resolved when the consumer is wrapped.

@@ -89,16 +89,24 @@
 
 #![deny(missing_docs)]
 
+mod attempt;
 mod consume;
 mod instruments;
 mod publish;
+mod retry;
 mod runner;
 mod settle;
 
-pub use self::consume::{Message, TracedConsumer, TracedConsumerBuilder, TracedDelivery};
+pub use self::attempt::{ATTEMPT_HEADER, PREVIOUS_ATTEMPT_HEADER};
+pub use self::consume::{
+    ATTEMPT_ATTRIBUTE, Message, TracedConsumer, TracedConsumerBuilder, TracedDelivery,
+};
 pub use self::publish::{
     OUTCOME_ATTRIBUTE, PUBLISHED_AT_MS_HEADER, PublishError, PublishOutcome, TracedChannel,
     TracedChannelBuilder,
 };
-pub use self::runner::{RetryPolicy, RunError, RunOptions, RunReport, run};
+pub use self::retry::{Backoff, Retries};
+pub use self::runner::{
+    DEAD_LETTER_CAUSE_HEADER, RetryPolicy, RunError, RunOptions, RunReport, run,
+};
 pub use self::settle::{SettleError, SettleOutcome};

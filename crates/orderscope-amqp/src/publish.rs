@@ -407,6 +407,29 @@ impl TracedChannel {
         }
     }
 
+    /// Republishes a copy of a delivered message to `queue` through the default exchange, mandatory, and waits
+    /// for the confirm: no span (the copy keeps the original's trace context), no sent-message count (the
+    /// runner counts it as a settle outcome).
+    pub(crate) async fn republish(
+        &self,
+        queue: &str,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), PublishError> {
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        };
+        match self
+            .confirm("".into(), queue.into(), options, payload, properties)
+            .await?
+        {
+            true => Ok(()),
+            // Checked when the runner starts; a channel that lost confirm mode cannot vouch for the copy.
+            false => Err(PublishError::Nacked),
+        }
+    }
+
     /// Publishes and waits for the confirm; `Ok(true)` when acked, `Ok(false)` when not in confirm mode.
     async fn confirm(
         &self,

@@ -318,7 +318,12 @@ async fn confirms_that_do_not_arrive_in_time_are_timeouts() {
     }
     assert!(waited >= TIMEOUT, "timed out after {waited:?}");
     // Released, the channel works again: the late confirms are ignored and a new publish is acked.
-    assert!(publish().await.expect("confirmed after release").confirmed());
+    assert!(
+        publish()
+            .await
+            .expect("confirmed after release")
+            .confirmed()
+    );
     let labels = |outcome| {
         [
             ("messaging_system", "rabbitmq"),

@@ -300,6 +300,7 @@ async fn http_to_amqp_to_http_is_one_trace() {
         move |message: Message| call_b(client.clone(), b, message),
         RunOptions::new()
             .retry(RetryPolicy::DeadLetter)
+            .discard_dead_letters()
             .shutdown(async move {
                 let _ = stop_rx.await;
             }),

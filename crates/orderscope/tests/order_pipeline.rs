@@ -290,11 +290,11 @@ fn order_pipeline_end_to_end() {
     let panics = sample_sum(
         mes_metrics,
         "messaging_process_duration_seconds_count",
-        &[("outcome", "panic")],
+        &[("error_type", "panic")],
     );
     if panics < 1.0 {
         problems.push(format!(
-            "mes: no messaging_process_duration_seconds_count{{outcome=\"panic\"}} ({panics})"
+            "mes: no messaging_process_duration_seconds_count{{error_type=\"panic\"}} ({panics})"
         ));
     }
     let overdue = sample_sum(

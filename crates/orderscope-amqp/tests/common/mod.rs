@@ -316,7 +316,11 @@ impl Proxy {
             .unwrap_or("127.0.0.1:5672")
             .trim_end_matches('/')
             .to_owned();
-        let target = target.split('/').next().unwrap_or("127.0.0.1:5672").to_owned();
+        let target = target
+            .split('/')
+            .next()
+            .unwrap_or("127.0.0.1:5672")
+            .to_owned();
         let credentials = broker
             .strip_prefix("amqp://")
             .and_then(|rest| rest.split_once('@'))

@@ -73,6 +73,7 @@ pub(crate) async fn start(stop: Stop) -> Built {
     let handler_crm = Arc::clone(&crm);
     let options = RunOptions::new()
         .retry(RetryPolicy::DeadLetterAfter(3))
+        .discard_dead_letters() // a status update that fails four times is logged and dropped
         .concurrency(4)
         .shutdown(stop.wait());
     let runner = tokio::spawn(async move {

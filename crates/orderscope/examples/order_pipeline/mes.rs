@@ -85,6 +85,7 @@ pub(crate) async fn start(stop: Stop) -> Built {
     let m = Arc::clone(&mes);
     let options = RunOptions::new()
         .retry(RetryPolicy::DeadLetterAfter(1))
+        .broker_dead_letters() // mes.orders dead-letters into orders.dead-letter
         .shutdown(stop.clone().wait());
     let orders = tokio::spawn(async move {
         let handler = move |message: Message| {
