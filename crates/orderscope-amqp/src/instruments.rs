@@ -83,6 +83,8 @@ pub(crate) enum SentOutcome {
     Returned(&'static str),
     Timeout,
     ChannelClosed,
+    /// Written on a channel without publisher confirms: nothing is known about the message's fate.
+    Unconfirmed,
 }
 
 impl SentOutcome {
@@ -93,12 +95,13 @@ impl SentOutcome {
             Self::Returned(_) => "returned",
             Self::Timeout => "timeout",
             Self::ChannelClosed => "channel_closed",
+            Self::Unconfirmed => "unconfirmed",
         }
     }
 
     pub(crate) fn error_type(self) -> Option<&'static str> {
         match self {
-            Self::Ack => None,
+            Self::Ack | Self::Unconfirmed => None,
             Self::Nack => Some("nack"),
             Self::Returned(reason) => Some(reason),
             Self::Timeout => Some("timeout"),
@@ -115,11 +118,12 @@ impl SentOutcome {
             Self::Returned(_) => 4,
             Self::Timeout => 5,
             Self::ChannelClosed => 6,
+            Self::Unconfirmed => 7,
         }
     }
 }
 
-const SENT_SLOTS: usize = 7;
+const SENT_SLOTS: usize = 8;
 
 /// The span name and destination attribute of publishes to one exchange, built once.
 #[derive(Debug)]
@@ -150,7 +154,7 @@ pub(crate) struct PublishHandles {
     pub(crate) names: Option<SpanNames>,
     sent: [Lazy<Counter>; SENT_SLOTS],
     duration: [Lazy<Histogram>; SENT_SLOTS],
-    /// Publishes on a channel without confirms: only the duration is recorded.
+    /// Publishes on a channel without confirms: the duration without an error type.
     duration_unconfirmed: Lazy<Histogram>,
     /// Set on the overflow entry: counts its measurements in `orderscope_cardinality_overflow_total`.
     overflow: Option<Box<OverflowCounts>>,
@@ -211,9 +215,19 @@ impl PublishHandles {
     }
 
     pub(crate) fn record_unconfirmed(&self, seconds: f64) {
+        let i = SentOutcome::Unconfirmed.index();
         if let Some(overflow) = &self.overflow {
+            overflow.sent.count(SENT_MESSAGES);
             overflow.duration.count(OPERATION_DURATION);
         }
+        self.sent[i]
+            .get(|| {
+                metrics::counter!(
+                    SENT_MESSAGES,
+                    labels(&self.destination, &[(OUTCOME, "unconfirmed")])
+                )
+            })
+            .increment(1);
         self.duration_unconfirmed
             .get(|| {
                 metrics::histogram!(

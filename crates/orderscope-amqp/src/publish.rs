@@ -92,6 +92,7 @@ impl PublishOutcome {
 pub(crate) struct Shared {
     pub(crate) tracer: Arc<BoxedTracer>,
     pub(crate) confirm_timeout: Option<Duration>,
+    pub(crate) keep_caller_trace_context: bool,
     pub(crate) server: Option<(Cow<'static, str>, u16)>,
     pub(crate) cache: PublishCache,
 }
@@ -147,6 +148,7 @@ pub struct TracedChannelBuilder {
     channel: Channel,
     tracer: Option<BoxedTracer>,
     confirm_timeout: Option<Duration>,
+    keep_caller_trace_context: bool,
     server: Option<(Cow<'static, str>, u16)>,
     max_destinations: usize,
 }
@@ -167,6 +169,15 @@ impl TracedChannelBuilder {
     #[must_use]
     pub fn confirm_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.confirm_timeout = timeout;
+        self
+    }
+
+    /// Keeps a `traceparent` the caller put in the headers even inside an active span (by default it is
+    /// replaced there, so a handler that republishes with the incoming headers copied continues its own
+    /// trace). Defaults to `false`.
+    #[must_use]
+    pub fn keep_caller_trace_context(mut self, keep: bool) -> Self {
+        self.keep_caller_trace_context = keep;
         self
     }
 
@@ -195,6 +206,7 @@ impl TracedChannelBuilder {
             shared: Arc::new(Shared {
                 tracer: Arc::new(self.tracer.unwrap_or_else(default_tracer)),
                 confirm_timeout: self.confirm_timeout,
+                keep_caller_trace_context: self.keep_caller_trace_context,
                 server: self.server,
                 cache: PublishCache::new(self.max_destinations),
             }),
@@ -220,6 +232,7 @@ impl TracedChannel {
             channel,
             tracer: None,
             confirm_timeout: Some(DEFAULT_CONFIRM_TIMEOUT),
+            keep_caller_trace_context: false,
             server: None,
             max_destinations: DEFAULT_MAX_DESTINATIONS,
         }
@@ -263,9 +276,11 @@ impl TracedChannel {
     ///
     /// - Opens the PRODUCER span `publish {exchange}` (the default exchange is `amq.default`) as a child of
     ///   the current context.
-    /// - Writes `traceparent`, `tracestate`, `baggage` and `x-order-id` as long-string headers (a
-    ///   caller-set `traceparent` is kept), `x-published-at-ms`, and the `message_id` (when absent) and
-    ///   `timestamp` (when absent) properties.
+    /// - Writes `traceparent`, `tracestate`, `baggage` and `x-order-id` as long-string headers,
+    ///   `x-published-at-ms`, and the `message_id` (when absent) and `timestamp` (when absent) properties. A
+    ///   `traceparent` already in the headers (copied from an incoming message, say) is replaced when the
+    ///   publish happens inside an active span, and kept otherwise or with
+    ///   [`TracedChannelBuilder::keep_caller_trace_context`].
     /// - In confirm mode, waits for the confirm inside the span and counts the outcome in
     ///   `messaging_client_sent_messages_total` (`ack`, `nack`, `returned`, `timeout`, `channel_closed`) and
     ///   `messaging_client_operation_duration_seconds`. Without confirm mode only the duration is recorded:
@@ -347,13 +362,19 @@ impl TracedChannel {
         let builder = SpanBuilder::from_name(names.span_name.clone())
             .with_kind(SpanKind::Producer)
             .with_attributes(attributes);
-        let cx = Context::map_current(|parent| {
+        let (cx, in_span) = Context::map_current(|parent| {
             let span = shared.tracer.build_with_context(builder, parent);
-            parent.with_span(span)
+            (parent.with_span(span), parent.has_active_span())
         });
 
         let mut headers = properties.headers().clone().unwrap_or_default();
-        orderscope_context::carrier::inject_amqp(&cx, &mut headers);
+        if in_span && !shared.keep_caller_trace_context {
+            // Headers copied from an incoming message carry its (stale) trace context: this publish belongs
+            // to the span it happens in.
+            orderscope_context::carrier::inject_amqp_replacing(&cx, &mut headers);
+        } else {
+            orderscope_context::carrier::inject_amqp(&cx, &mut headers);
+        }
         headers.insert(
             ShortString::from(PUBLISHED_AT_MS_HEADER),
             AMQPValue::LongLongInt(i64::try_from(now.as_millis()).unwrap_or(i64::MAX)),
@@ -372,6 +393,7 @@ impl TracedChannel {
                     span.set_attribute(KeyValue::new(OUTCOME_ATTRIBUTE, "ack"));
                 } else {
                     handles.record_unconfirmed(seconds);
+                    span.set_attribute(KeyValue::new(OUTCOME_ATTRIBUTE, "unconfirmed"));
                 }
                 span.end();
                 Ok(PublishOutcome {

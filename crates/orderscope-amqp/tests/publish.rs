@@ -148,6 +148,66 @@ async fn acked_publish_keeps_caller_headers_and_traceparent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copied_headers_get_the_current_trace_inside_a_span_unless_kept() {
+    use opentelemetry::context::FutureExt as _;
+    use opentelemetry::trace::{TraceContextExt as _, Tracer as _};
+    let conn = connect().await;
+    let queue = unique("stale");
+    let channel = confirm_channel(&conn).await;
+    declare_queue(&channel, &queue, FieldTable::default()).await;
+    let stale = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let copied = || {
+        let mut headers = FieldTable::default();
+        headers.insert("traceparent".into(), long(stale));
+        headers.insert("tracestate".into(), long("old=1"));
+        BasicProperties::default().with_headers(headers)
+    };
+    let handler_span = spans().tracer("handler").start("handle incoming");
+    let handler_cx = opentelemetry::Context::current_with_span(handler_span);
+    let trace_id = handler_cx.span().span_context().trace_id().to_string();
+    for keep in [false, true] {
+        let traced = TracedChannel::builder(channel.clone())
+            .tracer(tracer(spans().provider()))
+            .keep_caller_trace_context(keep)
+            .build();
+        traced
+            .publish(
+                "".into(),
+                queue.as_str().into(),
+                BasicPublishOptions::default(),
+                b"x",
+                copied(),
+            )
+            .with_context(handler_cx.clone())
+            .await
+            .expect("acked");
+        let got = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+            .expect("message in the queue");
+        let headers = got.delivery.properties.headers().clone().unwrap();
+        let traceparent = match headers.inner().get("traceparent") {
+            Some(AMQPValue::LongString(s)) => String::from_utf8(s.as_bytes().to_vec()).unwrap(),
+            other => panic!("traceparent {other:?}"),
+        };
+        if keep {
+            assert_eq!(traceparent, stale);
+        } else {
+            assert!(
+                traceparent.contains(&trace_id),
+                "{traceparent} continues {trace_id}"
+            );
+            assert!(
+                !headers.contains_key("tracestate"),
+                "the stale tracestate went with it"
+            );
+        }
+    }
+    cleanup(&conn, &[&queue], &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_on_a_closed_channel_is_channel_closed() {
     let m = metrics();
     let conn = connect().await;
@@ -187,50 +247,54 @@ async fn publish_on_a_closed_channel_is_channel_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_confirm_mode_only_the_duration_is_recorded() {
+async fn without_confirm_mode_publishes_are_counted_as_unconfirmed() {
     let m = metrics();
     let conn = connect().await;
     let queue = unique("noconfirm");
+    let exchange = unique("noconfirm-x");
     let channel = conn.create_channel().await.unwrap();
+    declare_exchange(&channel, &exchange).await;
     declare_queue(&channel, &queue, FieldTable::default()).await;
+    bind(&channel, &queue, &exchange, "k").await;
     let traced = TracedChannel::builder(channel)
         .tracer(tracer(spans().provider()))
         .build();
-    let outcome = traced
-        .publish(
-            "".into(),
-            queue.as_str().into(),
-            BasicPublishOptions::default(),
-            b"x",
-            BasicProperties::default(),
-        )
-        .await
-        .unwrap();
-    assert!(!outcome.confirmed());
-    // Unconfirmed: nothing is known about the message's fate, so no outcome is counted.
+    for _ in 0..3 {
+        let outcome = traced
+            .publish(
+                exchange.as_str().into(),
+                "k".into(),
+                BasicPublishOptions::default(),
+                b"x",
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap();
+        assert!(!outcome.confirmed());
+    }
+    // Counted, with an outcome that says nothing is known about the message's fate.
+    let labels = |outcome| {
+        [
+            ("messaging_system", "rabbitmq"),
+            ("messaging_destination_name", exchange.as_str()),
+            ("outcome", outcome),
+        ]
+    };
+    assert_eq!(m.counter(SENT, &labels("unconfirmed")), 3);
+    assert_eq!(m.counter(SENT, &labels("ack")), 0);
     assert_eq!(
-        m.counter(
-            SENT,
-            &[
-                ("messaging_system", "rabbitmq"),
-                ("messaging_destination_name", "amq.default"),
-                ("outcome", "ack"),
-            ]
-        ),
-        0
-    );
-    assert!(
-        !m.histogram(
+        m.histogram(
             DURATION,
             &[
                 ("messaging_system", "rabbitmq"),
-                ("messaging_destination_name", "amq.default"),
+                ("messaging_destination_name", exchange.as_str()),
                 ("messaging_operation_name", "publish"),
             ]
         )
-        .is_empty()
+        .len(),
+        3
     );
-    cleanup(&conn, &[&queue], &[]).await;
+    cleanup(&conn, &[&queue], &[&exchange]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
