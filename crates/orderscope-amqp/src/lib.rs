@@ -90,6 +90,7 @@
 #![deny(missing_docs)]
 
 mod attempt;
+mod connector;
 mod consume;
 mod instruments;
 mod publish;
@@ -98,6 +99,7 @@ mod runner;
 mod settle;
 
 pub use self::attempt::{ATTEMPT_HEADER, PREVIOUS_ATTEMPT_HEADER};
+pub use self::connector::{Connector, Consume, run_reconnecting};
 pub use self::consume::{
     ATTEMPT_ATTRIBUTE, Message, TracedConsumer, TracedConsumerBuilder, TracedDelivery,
 };

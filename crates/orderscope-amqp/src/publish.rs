@@ -244,6 +244,16 @@ impl TracedChannel {
         &self.channel
     }
 
+    /// A wrapper for `channel` (a new one, after the old one closed) with this one's configuration: the same
+    /// tracer, confirm timeout and metric handles.
+    #[must_use]
+    pub fn rebuild(&self, channel: Channel) -> Self {
+        Self {
+            channel,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
     /// Unwraps the channel.
     #[must_use]
     pub fn into_inner(self) -> Channel {

@@ -239,6 +239,8 @@ pub struct RunReport {
     pub failed: u64,
     /// Settles lapin refused or could not send; the broker redelivers these messages.
     pub settle_failed: u64,
+    /// Times [`run_reconnecting`](crate::run_reconnecting) consumed again on a new connection.
+    pub reconnects: u64,
     /// Handler tasks that ended without settling (the runtime shut down under them).
     pub lost_tasks: u64,
 }
@@ -305,9 +307,9 @@ struct TaskResult {
     settle_failed: bool,
 }
 
-/// Per-run state shared by the handler tasks.
+/// Per-session state shared by the handler tasks.
 struct Runtime<H> {
-    handler: H,
+    handler: Arc<H>,
     policy: RetryPolicy,
     retries: Option<(Retries, TracedChannel)>,
     dead_letters: DeadLetters,
@@ -386,27 +388,122 @@ where
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: fmt::Display + Send + 'static,
 {
-    let RunOptions {
-        retry,
-        concurrency,
-        shutdown,
-        retries,
-        dead_letters,
-        order_from,
-    } = options;
-    prepare(consumer.queue(), retry, retries.as_ref(), dead_letters).await?;
-    let runtime = Arc::new(Runtime {
-        handler,
-        policy: retry,
-        retries,
-        dead_letters,
-        order_from,
-    });
-    let mut shutdown: Shutdown = shutdown.unwrap_or_else(|| Box::pin(std::future::pending()));
-    let mut report = RunReport::default();
-    match session(consumer, &runtime, concurrency, &mut shutdown, &mut report).await {
-        None => Ok(report),
-        Some(source) => Err(RunError::Consumer { source, report }),
+    let mut start = Start::new(handler, options);
+    start.prepare(consumer.queue()).await?;
+    match start.session(consumer).await {
+        None => Ok(start.report),
+        Some(source) => Err(RunError::Consumer {
+            source,
+            report: start.report,
+        }),
+    }
+}
+
+/// A runner between sessions: the handler, the options, the shutdown signal and the report so far.
+pub(crate) struct Start<H> {
+    handler: Arc<H>,
+    policy: RetryPolicy,
+    concurrency: usize,
+    shutdown: Shutdown,
+    stopped: bool,
+    retries: Option<(Retries, TracedChannel)>,
+    dead_letters: DeadLetters,
+    order_from: Option<OrderFrom>,
+    report: RunReport,
+}
+
+impl<H, Fut, E> Start<H>
+where
+    H: Fn(Message) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: fmt::Display + Send + 'static,
+{
+    pub(crate) fn new(handler: H, options: RunOptions) -> Self {
+        let RunOptions {
+            retry,
+            concurrency,
+            shutdown,
+            retries,
+            dead_letters,
+            order_from,
+        } = options;
+        Self {
+            handler: Arc::new(handler),
+            policy: retry,
+            concurrency,
+            shutdown: shutdown.unwrap_or_else(|| Box::pin(std::future::pending())),
+            stopped: false,
+            retries,
+            dead_letters,
+            order_from,
+            report: RunReport::default(),
+        }
+    }
+
+    /// The start checks. (Borrows only `Sync` fields, so the future stays `Send`.)
+    pub(crate) fn prepare<'a>(
+        &'a self,
+        queue: &'a str,
+    ) -> impl Future<Output = Result<(), RunError>> + Send + 'a {
+        prepare(queue, self.policy, self.retries.as_ref(), self.dead_letters)
+    }
+
+    pub(crate) fn has_retries(&self) -> bool {
+        self.retries.is_some()
+    }
+
+    /// Republishes retries through `channel` from now on (same tracer and metric handles).
+    pub(crate) fn replace_publisher(&mut self, channel: lapin::Channel) {
+        if let Some((_, publisher)) = &mut self.retries {
+            *publisher = publisher.rebuild(channel);
+        }
+    }
+
+    pub(crate) fn count_reconnect(&mut self) {
+        self.report.reconnects += 1;
+    }
+
+    pub(crate) fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    pub(crate) fn into_report(self) -> RunReport {
+        self.report
+    }
+
+    /// Runs `future` unless the shutdown signal completes first (then `None`).
+    pub(crate) async fn until_shutdown<T>(&mut self, future: impl Future<Output = T>) -> Option<T> {
+        if self.stopped {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            () = &mut self.shutdown => {
+                self.stopped = true;
+                None
+            }
+            value = future => Some(value),
+        }
+    }
+
+    /// One session over `consumer`; the consumer's error, if it failed.
+    pub(crate) async fn session(&mut self, consumer: TracedConsumer) -> Option<lapin::Error> {
+        let runtime = Arc::new(Runtime {
+            handler: Arc::clone(&self.handler),
+            policy: self.policy,
+            retries: self.retries.clone(),
+            dead_letters: self.dead_letters,
+            order_from: self.order_from.clone(),
+        });
+        session(
+            consumer,
+            &runtime,
+            self.concurrency,
+            &mut self.shutdown,
+            &mut self.stopped,
+            &mut self.report,
+        )
+        .await
     }
 }
 
@@ -459,6 +556,7 @@ async fn session<H, Fut, E>(
     runtime: &Arc<Runtime<H>>,
     concurrency: usize,
     shutdown: &mut Shutdown,
+    stopped: &mut bool,
     report: &mut RunReport,
 ) -> Option<lapin::Error>
 where
@@ -471,7 +569,10 @@ where
     loop {
         tokio::select! {
             biased;
-            () = &mut *shutdown => break,
+            () = &mut *shutdown, if !*stopped => {
+                *stopped = true;
+                break;
+            }
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => add(report, joined),
             next = consumer.next(), if tasks.len() < concurrency => match next {
                 Some(Ok(delivery)) => {

@@ -374,3 +374,49 @@ impl Proxy {
         self.hold.send_replace(held);
     }
 }
+
+/// Closes this test's own connections — those with the client-provided name `name` — through `rabbitmqctl`,
+/// as a broker restart or an operator would. Never touches other connections on the shared broker. Returns
+/// how many were closed.
+pub async fn close_connections_named(name: &str) -> usize {
+    let list = tokio::process::Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "-q",
+            "--no-table-headers",
+            "pid",
+            "client_properties",
+        ])
+        .output()
+        .await
+        .expect("these tests need rabbitmqctl on PATH to close their own connections");
+    assert!(
+        list.status.success(),
+        "rabbitmqctl list_connections: {list:?}"
+    );
+    let mut closed = 0;
+    for line in String::from_utf8_lossy(&list.stdout).lines() {
+        // The client properties hold the connection name (names are unique per test).
+        let Some((pid, properties)) = line.split_once('\t') else {
+            continue;
+        };
+        if !properties.contains(&format!("\"{name}\"")) {
+            continue;
+        }
+        let status = tokio::process::Command::new("rabbitmqctl")
+            .args([
+                "close_connection",
+                pid.trim(),
+                "orderscope test: simulated broker close",
+            ])
+            .output()
+            .await
+            .expect("rabbitmqctl close_connection");
+        assert!(
+            status.status.success(),
+            "rabbitmqctl close_connection: {status:?}"
+        );
+        closed += 1;
+    }
+    closed
+}
