@@ -624,17 +624,16 @@ where
     E: fmt::Display + Send + 'static,
 {
     let (mut message, mut pending) = delivery.into_parts();
-    if let Some(order_from) = &runtime.order_from {
-        if message.order().is_none() {
-            if let Some(order) = order_from(&message) {
-                let span = message.cx.span();
-                for kv in order.attributes() {
-                    span.set_attribute(kv);
-                }
-                message.cx = message.cx.with_value(order);
-                pending.set_context(message.cx.clone());
-            }
+    if let Some(order_from) = &runtime.order_from
+        && message.order().is_none()
+        && let Some(order) = order_from(&message)
+    {
+        let span = message.cx.span();
+        for kv in order.attributes() {
+            span.set_attribute(kv);
         }
+        message.cx = message.cx.with_value(order);
+        pending.set_context(message.cx.clone());
     }
     let cx = message.context().clone();
     let requeue = runtime

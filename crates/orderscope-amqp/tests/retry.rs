@@ -19,6 +19,9 @@ use tokio::sync::Notify;
 
 const PROCESS: &str = "messaging_process_duration_seconds";
 
+/// A delivery as the handler saw it: payload, attempt, when.
+type Seen = (Vec<u8>, u32, Instant);
+
 async fn consumer(conn: &lapin::Connection, queue: &str, prefetch: u16) -> TracedConsumer {
     let consumer = consume_channel(conn, prefetch)
         .await
@@ -281,7 +284,7 @@ async fn backoff_delays_are_observed_and_one_message_retrying_does_not_hold_up_o
     publish(b"flaky").await.expect("published");
 
     // When each delivery reached the handler.
-    let seen: Arc<Mutex<Vec<(Vec<u8>, u32, Instant)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let done = Arc::new(Notify::new());
     let handler = {
         let (seen, done) = (Arc::clone(&seen), Arc::clone(&done));
