@@ -17,7 +17,7 @@ use opentelemetry::trace::{
     Link, SpanBuilder, SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId,
     TraceState, Tracer,
 };
-use opentelemetry::{Context, KeyValue, StringValue};
+use opentelemetry::{Context, KeyValue};
 use orderscope_context::{OrderContext, Propagation};
 
 use crate::attempt::{Attempt, PREVIOUS_ATTEMPT_HEADER, as_u64};
@@ -49,8 +49,6 @@ impl ConsumerConfig {
 pub(crate) struct ConsumerShared {
     pub(crate) queue: ShortString,
     pub(crate) span_name: String,
-    /// The queue name as a shared attribute value (cloning it is a reference count bump).
-    pub(crate) queue_value: StringValue,
     pub(crate) config: ConsumerConfig,
     pub(crate) handles: ConsumeHandles,
 }
@@ -182,7 +180,6 @@ impl TracedConsumer {
         let queue = consumer.queue();
         let shared = ConsumerShared {
             span_name: format!("process {queue}"),
-            queue_value: StringValue::from(Arc::<str>::from(queue.as_str())),
             handles: ConsumeHandles::new(queue.as_str()),
             queue,
             config,
@@ -430,13 +427,17 @@ impl TracedDelivery {
             Some(extracted) => extracted.into_context(),
             None => Context::new(),
         };
-        let mut attributes = Vec::with_capacity(11);
+        let mut attributes = Vec::with_capacity(12);
         attributes.push(KeyValue::new("messaging.system", "rabbitmq"));
         attributes.push(KeyValue::new("messaging.operation.name", "process"));
         attributes.push(KeyValue::new("messaging.operation.type", "process"));
         attributes.push(KeyValue::new(
             "messaging.destination.name",
-            shared.queue_value.clone(),
+            crate::publish::consume_destination(
+                exchange.as_str(),
+                routing_key.as_str(),
+                shared.queue.as_str(),
+            ),
         ));
         if !routing_key.as_str().is_empty() {
             attributes.push(KeyValue::new(
@@ -458,6 +459,12 @@ impl TracedDelivery {
             "messaging.message.body.size",
             i64::try_from(data.len()).unwrap_or(i64::MAX),
         ));
+        if let Some(id) = properties.correlation_id() {
+            attributes.push(KeyValue::new(
+                "messaging.message.conversation_id",
+                id.as_str().to_owned(),
+            ));
+        }
         attributes.push(KeyValue::new(ATTEMPT_ATTRIBUTE, i64::from(attempt.number)));
         if let Some((address, port)) = &shared.config.server {
             attributes.push(KeyValue::new("server.address", address.clone()));

@@ -214,8 +214,51 @@ impl TracedChannelBuilder {
     }
 }
 
+/// The semantic conventions version the spans follow (`docs/conventions.md` names the same one).
+pub(crate) const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.44.0";
+
+/// The instrumentation scope of the spans: this crate, its version and [`SCHEMA_URL`].
+pub(crate) fn scope() -> opentelemetry::InstrumentationScope {
+    opentelemetry::InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .with_schema_url(SCHEMA_URL)
+        .build()
+}
+
 pub(crate) fn default_tracer() -> BoxedTracer {
-    opentelemetry::global::tracer("orderscope-amqp")
+    opentelemetry::global::tracer_with_scope(scope())
+}
+
+/// `messaging.destination.name` of a publish, per the RabbitMQ conventions: `{exchange}:{routing key}`, or the
+/// one that is not empty, or `amq.default`.
+pub(crate) fn publish_destination(exchange: &str, routing_key: &str) -> String {
+    match (exchange.is_empty(), routing_key.is_empty()) {
+        (false, false) => format!("{exchange}:{routing_key}"),
+        (false, true) => exchange.to_owned(),
+        (true, false) => routing_key.to_owned(),
+        (true, true) => "amq.default".to_owned(),
+    }
+}
+
+/// `messaging.destination.name` of a delivery: `{exchange}:{routing key}:{queue}`, empty parts left out, and the
+/// routing key alone when it equals the queue.
+pub(crate) fn consume_destination(exchange: &str, routing_key: &str, queue: &str) -> String {
+    let mut name = String::with_capacity(exchange.len() + routing_key.len() + queue.len() + 2);
+    for part in [exchange, routing_key] {
+        if !part.is_empty() {
+            if !name.is_empty() {
+                name.push(':');
+            }
+            name.push_str(part);
+        }
+    }
+    if !queue.is_empty() && queue != routing_key {
+        if !name.is_empty() {
+            name.push(':');
+        }
+        name.push_str(queue);
+    }
+    name
 }
 
 impl TracedChannel {
@@ -349,7 +392,7 @@ impl TracedChannel {
         attributes.push(KeyValue::new("messaging.operation.type", "send"));
         attributes.push(KeyValue::new(
             "messaging.destination.name",
-            names.destination.clone(),
+            publish_destination(exchange.as_str(), routing_key.as_str()),
         ));
         if !routing_key.as_str().is_empty() {
             attributes.push(KeyValue::new(
@@ -365,6 +408,12 @@ impl TracedChannel {
             "messaging.message.body.size",
             i64::try_from(payload.len()).unwrap_or(i64::MAX),
         ));
+        if let Some(id) = properties.correlation_id() {
+            attributes.push(KeyValue::new(
+                "messaging.message.conversation_id",
+                id.as_str().to_owned(),
+            ));
+        }
         if let Some((address, port)) = &shared.server {
             attributes.push(KeyValue::new("server.address", address.clone()));
             attributes.push(KeyValue::new("server.port", i64::from(*port)));
@@ -538,6 +587,36 @@ mod tests {
         let b = next_message_id();
         assert_ne!(a, b);
         assert_eq!(a.as_str().as_bytes()[16], b'-');
+    }
+
+    #[test]
+    fn destination_names_follow_the_rabbitmq_conventions() {
+        assert_eq!(
+            publish_destination("orders", "order.created"),
+            "orders:order.created"
+        );
+        assert_eq!(publish_destination("orders", ""), "orders");
+        assert_eq!(publish_destination("", "work"), "work");
+        assert_eq!(publish_destination("", ""), "amq.default");
+        assert_eq!(
+            consume_destination("orders", "order.created", "mes"),
+            "orders:order.created:mes"
+        );
+        assert_eq!(consume_destination("", "work", "work"), "work");
+        assert_eq!(consume_destination("orders", "mes", "mes"), "orders:mes");
+        assert_eq!(consume_destination("orders", "", "mes"), "orders:mes");
+        assert_eq!(consume_destination("", "", "mes"), "mes");
+    }
+
+    #[test]
+    fn the_schema_url_is_the_version_the_conventions_claim() {
+        let version = SCHEMA_URL.rsplit('/').next().unwrap();
+        let conventions = include_str!("../../../docs/conventions.md");
+        assert!(
+            conventions.contains(&format!("v{version}")),
+            "docs/conventions.md does not name semantic conventions v{version}"
+        );
+        assert_eq!(scope().schema_url(), Some(SCHEMA_URL));
     }
 
     #[test]
