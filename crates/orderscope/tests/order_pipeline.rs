@@ -254,23 +254,39 @@ fn order_pipeline_end_to_end() {
                 }
             }
             Expect::DeadLettered => {
-                let process = spans
-                    .iter()
-                    .find(|s| service(s) == "mes" && s.kind == SpanKind::Consumer);
+                let process = spans.iter().find(|s| {
+                    service(s) == "mes"
+                        && s.kind == SpanKind::Consumer
+                        && s.attr_i64("orderscope.attempt") == Some(1)
+                });
                 if !process.is_some_and(|s| matches!(s.status, Status::Error { .. })) {
                     problems.push(format!(
                         "{id}: the panicking delivery is not marked as an error"
                     ));
                 }
-                // The retry and the dead letter are traces of their own, linked to the first.
-                let linked = traces
+                // One trace per order: the retry and the dead letter are in the order's trace, each
+                // attempt numbered and linked to the one before.
+                let mut attempts: Vec<_> = spans
                     .iter()
-                    .filter(|(t, _)| *t != *trace_id)
-                    .flat_map(|(_, s)| s.iter())
-                    .filter(|s| s.kind == SpanKind::Consumer && !s.links.is_empty())
-                    .count();
-                if linked < 2 {
-                    problems.push(format!("{id}: expected the redelivery and the dead letter as linked traces, found {linked}"));
+                    .filter(|s| service(s) == "mes" && s.kind == SpanKind::Consumer)
+                    .collect();
+                attempts.sort_by_key(|s| s.attr_i64("orderscope.attempt"));
+                let numbers: Vec<Option<i64>> = attempts
+                    .iter()
+                    .map(|s| s.attr_i64("orderscope.attempt"))
+                    .collect();
+                if numbers != [Some(1), Some(2), Some(3)] {
+                    problems.push(format!(
+                        "{id}: expected MES attempts 1, 2 and the dead letter (3) in the order's trace, found {numbers:?}"
+                    ));
+                } else if !attempts[1]
+                    .links
+                    .iter()
+                    .any(|l| l.span_id == attempts[0].span_id)
+                {
+                    problems.push(format!(
+                        "{id}: the retry does not link to the first attempt"
+                    ));
                 }
             }
             _ => {}

@@ -5,9 +5,30 @@ use lapin::options::{
     QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, ConnectionProperties, ExchangeKind};
+use orderscope::amqp::{Backoff, Connector, Retries};
 
-use crate::model::{ORDER_CREATED, ORDER_STATUS, Topology};
+use crate::model::{ORDER_CREATED, ORDER_STATUS, Topology, amqp_addr};
+
+/// Connections for a consumer of `role`, named `{prefix}{role}` (what `rabbitmqctl list_connections` and the
+/// management UI show), made again with a jittered backoff when the broker closes them.
+pub(crate) fn connector(role: &str) -> Connector {
+    let name = format!("{}{role}", Topology::from_env().prefix());
+    Connector::new(
+        amqp_addr(),
+        ConnectionProperties::default().with_connection_name(name.into()),
+    )
+}
+
+/// MES's retries: one more attempt half a second later (`mes.orders.retry.1`), then
+/// `mes.orders.dead-letter`; declared when the consumer starts.
+pub(crate) fn mes_retries(topology: &Topology) -> Retries {
+    Retries::new(topology.mes_queue())
+        .max_attempts(2)
+        .backoff(Backoff::exponential(std::time::Duration::from_millis(500)))
+        .dead_letter_queue_name(topology.mes_dead_letter_queue())
+        .declare_at_start(true)
+}
 
 /// Declares (idempotently) the exchange `orders` (topic), MES's queue `mes.orders` bound with
 /// `order.created` and dead-lettering into `orders.dead-letter` → `mes.orders.dead-letter`, and CRM's
@@ -74,6 +95,8 @@ pub(crate) async fn declare_topology(channel: &Channel, topology: &Topology) -> 
         "",
     )
     .await?;
+    // MES's delay queue (the dead-letter queue above is also its retries' last stop).
+    mes_retries(topology).declare(channel).await?;
     Ok(())
 }
 
