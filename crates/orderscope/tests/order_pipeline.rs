@@ -14,7 +14,8 @@
 //! - the unroutable status message and the panicking handler are visible in the metrics;
 //! - the MES dashboard filters (status, channel, overdue, id) and pages;
 //! - `/metrics` of each service passes `promtool check metrics` (when promtool is installed);
-//! - the JSON log lines of all services for one order share its `trace_id` and `order.id`.
+//! - the JSON log lines of all services for one order share its `trace_id` and `order.id`;
+//! - all of this while the broker closes the services' consumer connections mid-run.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -69,6 +70,9 @@ fn run_pipeline() -> Outcome {
         amqp_prefix: amqp_prefix(),
         delete_topology: true,
         embedded_receiver: true,
+        // The broker closes the consumers' connections once the orders are placed: they come
+        // back, and every order still finishes.
+        close_consumer_connections: true,
         ..Options::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -20,6 +20,49 @@ pub(crate) fn connector(role: &str) -> Connector {
     )
 }
 
+/// Has the broker close every connection whose client-provided name starts with `prefix` (the
+/// services' consumer connections, see [`connector`]), through `rabbitmqctl close_connection`. Only
+/// those: the broker may be shared. Returns how many it closed.
+pub(crate) async fn close_connections_named(prefix: &str) -> Result<usize, String> {
+    let list = tokio::process::Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "-q",
+            "--no-table-headers",
+            "pid",
+            "client_properties",
+        ])
+        .output()
+        .await
+        .map_err(|e| format!("rabbitmqctl: {e}"))?;
+    if !list.status.success() {
+        return Err(format!("rabbitmqctl list_connections: {list:?}"));
+    }
+    let mut closed = 0;
+    for line in String::from_utf8_lossy(&list.stdout).lines() {
+        let Some((pid, properties)) = line.split_once('\t') else {
+            continue;
+        };
+        if prefix.is_empty() || !properties.contains(&format!("\"{prefix}")) {
+            continue;
+        }
+        let out = tokio::process::Command::new("rabbitmqctl")
+            .args([
+                "close_connection",
+                pid.trim(),
+                "order pipeline: simulated broker close",
+            ])
+            .output()
+            .await
+            .map_err(|e| format!("rabbitmqctl: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("rabbitmqctl close_connection: {out:?}"));
+        }
+        closed += 1;
+    }
+    Ok(closed)
+}
+
 /// MES's retries: one more attempt half a second later (`mes.orders.retry.1`), then
 /// `mes.orders.dead-letter`; declared when the consumer starts.
 pub(crate) fn mes_retries(topology: &Topology) -> Retries {
