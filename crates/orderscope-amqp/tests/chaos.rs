@@ -226,14 +226,14 @@ async fn five_thousand_messages_through_failures_panics_and_two_broker_closes() 
     );
     assert_eq!(handled.len(), expected_ok);
     assert_eq!(dead.len(), expected_dead);
-    // Duplicates happen only around the two reconnections, and each is one whose settle failed there.
+    // Duplicates happen only around the two reconnections: deliveries unacknowledged on the dead channel (at
+    // most the prefetch, 64, each time) come again, flagged redelivered.
     let duplicates: usize = handled.values().map(|n| n - 1).sum::<usize>()
         + dead.values().map(|n| n - 1).sum::<usize>();
     assert!(report.reconnects >= 2, "{report:?}");
     assert!(
-        duplicates as u64 <= report.settle_failed,
-        "{duplicates} duplicates, {} failed settles",
-        report.settle_failed
+        duplicates <= 2 * 64,
+        "{duplicates} duplicates after two reconnections"
     );
     // Counters against the broker: every dead-letter copy the runner counted is in the dead-letter queue.
     let [a, b] = [

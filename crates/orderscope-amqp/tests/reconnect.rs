@@ -140,8 +140,9 @@ async fn the_runner_consumes_again_after_the_broker_closes_its_connection() {
             ]
         ) >= duplicates as u64
     );
-    // A message is handled twice exactly when its first ack could not be sent on the dead channel.
-    assert_eq!(report.settle_failed as usize, duplicates, "{report:?}");
+    // An ack lapin refused on the dead channel means a second delivery; so can an ack lapin sent but the broker
+    // never processed (lapin's ack does not wait for the broker): at most the prefetch.
+    assert!(report.settle_failed as usize <= duplicates, "{report:?}");
     assert_eq!(report.acked as usize, N + duplicates);
     assert_eq!(message_count(&conn, &queue).await, 0);
     cleanup(&conn, &[&queue], &[]).await;
