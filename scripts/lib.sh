@@ -38,3 +38,17 @@ ensure_rabbitmq() {
   echo "error: RabbitMQ did not start listening on 127.0.0.1:5672 within 120 s" >&2
   return 1
 }
+
+# Makes sure python3 can import pika (the AMQP tests publish with it, as a service outside orderscope would).
+ensure_pika() {
+  if ! command -v python3 >/dev/null 2>&1; then
+    echo "==> installing python3"
+    apt_install python3 python3-pip
+  fi
+  if python3 -c 'import pika' >/dev/null 2>&1; then echo "==> pika is installed"; return 0; fi
+  echo "==> installing pika (pip)"
+  python3 -m pip install --quiet --user pika 2>/dev/null \
+    || python3 -m pip install --quiet --user --break-system-packages pika \
+    || apt_install python3-pika
+  python3 -c 'import pika' || { echo "error: python3 cannot import pika" >&2; return 1; }
+}

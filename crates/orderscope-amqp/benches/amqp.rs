@@ -3,7 +3,9 @@
 //!
 //! - `amqp/publish_confirm_bare` vs `amqp/publish_confirm_orderscope`: 32 publishes in flight, each awaited to
 //!   its confirm;
-//! - `amqp/consume_ack_bare` vs `amqp/consume_ack_orderscope`: receive one prefetched message and ack it.
+//! - `amqp/consume_ack_bare` vs `amqp/consume_ack_orderscope`: a batch of prefetched messages, each received and
+//!   acked — by a plain lapin consumer loop, and by [`orderscope_amqp::run`] with a handler that returns `Ok`
+//!   (one handler at a time, like the bare loop). Each timed batch gets a fresh consumer (untimed set-up).
 //!
 //! The orderscope cases run with a real SDK tracer provider (order processor + batch processor with a
 //! discarding exporter) and the Prometheus recorder installed, so every span and metric is really recorded.
@@ -25,11 +27,12 @@ use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-use orderscope_amqp::{TracedChannel, TracedConsumer};
+use orderscope_amqp::{Message, RetryPolicy, RunOptions, TracedChannel, TracedConsumer, run};
 use orderscope_context::{OrderContext, WithOrder};
 use orderscope_testing::OrderSpanProcessor;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::runtime::Runtime;
-use tokio::sync::Mutex;
+use tokio::sync::Notify;
 
 const PAYLOAD: [u8; 1024] = [b'x'; 1024];
 /// Publishes in flight per iteration of the publish benches (confirms pipelined, as a busy publisher does).
@@ -164,14 +167,13 @@ fn publish(c: &mut Criterion, rt: &Runtime, broker: &Broker) {
     group.finish();
 }
 
-/// A queue, its consumer, and a publisher to refill it (untimed) before each timed batch.
-struct ConsumeSetup<C> {
+/// A queue and a publisher to refill it (untimed) before each timed batch.
+struct ConsumeSetup {
     filler: TracedChannel,
     queue: String,
-    consumer: Arc<Mutex<C>>,
 }
 
-async fn consume_setup(conn: &Connection, name: &str) -> (TracedChannel, String, Consumer) {
+async fn consume_setup(conn: &Connection, name: &str) -> ConsumeSetup {
     let queue = format!("orderscope-bench.{name}.{}", std::process::id());
     let channel = conn.create_channel().await.unwrap();
     let mut args = FieldTable::default();
@@ -180,22 +182,28 @@ async fn consume_setup(conn: &Connection, name: &str) -> (TracedChannel, String,
         .queue_declare(queue.as_str().into(), QueueDeclareOptions::default(), args)
         .await
         .unwrap();
+    // The filler publishes traced messages for both cases, so both consume identical messages.
+    let filler = TracedChannel::new(confirm_channel(conn).await);
+    ConsumeSetup { filler, queue }
+}
+
+/// A channel with a prefetch of 200 consuming `queue`.
+async fn consumer(conn: &Connection, queue: &str, tag: &str) -> (Channel, Consumer) {
+    let channel = conn.create_channel().await.unwrap();
     channel
         .basic_qos(200, BasicQosOptions::default())
         .await
         .unwrap();
     let consumer = channel
         .basic_consume(
-            queue.as_str().into(),
-            name.into(),
+            queue.into(),
+            tag.into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
         .await
         .unwrap();
-    // The filler publishes traced messages for both cases, so both consume identical messages.
-    let filler = TracedChannel::new(confirm_channel(conn).await);
-    (filler, queue, consumer)
+    (channel, consumer)
 }
 
 async fn fill(filler: &TracedChannel, queue: &str, n: u64) {
@@ -224,52 +232,59 @@ fn consume(c: &mut Criterion, rt: &Runtime, broker: &Broker) {
     let mut group = c.benchmark_group("amqp");
     group.throughput(Throughput::Elements(1));
 
-    let (filler, queue, consumer) = rt.block_on(consume_setup(&broker.conn, "consume-bare"));
-    let bare = ConsumeSetup {
-        filler,
-        queue,
-        consumer: Arc::new(Mutex::new(consumer)),
-    };
+    let bare = rt.block_on(consume_setup(&broker.conn, "consume-bare"));
+    let conn = &broker.conn;
     group.bench_function("consume_ack_bare", |b| {
         b.to_async(rt).iter_custom(|iters| {
-            let filler = bare.filler.clone();
-            let queue = bare.queue.clone();
-            let consumer = Arc::clone(&bare.consumer);
+            let bare = &bare;
             async move {
-                fill(&filler, &queue, iters).await;
-                let mut consumer = consumer.lock().await;
+                fill(&bare.filler, &bare.queue, iters).await;
+                let (channel, mut consumer) = consumer(conn, &bare.queue, "bare").await;
                 let start = Instant::now();
                 for _ in 0..iters {
                     let delivery = consumer.next().await.unwrap().unwrap();
                     assert!(delivery.ack(BasicAckOptions::default()).await.unwrap());
                 }
-                start.elapsed()
+                let elapsed = start.elapsed();
+                channel.close(200, "done".into()).await.unwrap();
+                elapsed
             }
         });
     });
-    let (_provider, tracer) = tracer();
-    let (filler, queue, consumer) = rt.block_on(consume_setup(&broker.conn, "consume-traced"));
-    let traced = ConsumeSetup {
-        filler,
-        queue,
-        consumer: Arc::new(Mutex::new(
-            TracedConsumer::builder(consumer).tracer(tracer).build(),
-        )),
-    };
+    let (provider, _) = tracer();
+    let traced = rt.block_on(consume_setup(&broker.conn, "consume-traced"));
     group.bench_function("consume_ack_orderscope", |b| {
         b.to_async(rt).iter_custom(|iters| {
-            let filler = traced.filler.clone();
-            let queue = traced.queue.clone();
-            let consumer = Arc::clone(&traced.consumer);
+            let traced = &traced;
+            let provider = &provider;
             async move {
-                fill(&filler, &queue, iters).await;
-                let mut consumer = consumer.lock().await;
+                fill(&traced.filler, &traced.queue, iters).await;
+                let (channel, consumer) = consumer(conn, &traced.queue, "traced").await;
+                let consumer = TracedConsumer::builder(consumer)
+                    .tracer(BoxedTracer::new(Box::new(
+                        provider.tracer("orderscope-amqp"),
+                    )))
+                    .build();
+                let handled = Arc::new(AtomicU64::new(0));
+                let done = Arc::new(Notify::new());
+                let handler = {
+                    let (handled, done) = (Arc::clone(&handled), Arc::clone(&done));
+                    move |_message: Message| {
+                        if handled.fetch_add(1, Ordering::Relaxed) + 1 == iters {
+                            done.notify_one();
+                        }
+                        std::future::ready(Ok::<(), std::convert::Infallible>(()))
+                    }
+                };
+                let options = RunOptions::new()
+                    .retry(RetryPolicy::Requeue)
+                    .shutdown(async move { done.notified().await });
                 let start = Instant::now();
-                for _ in 0..iters {
-                    let delivery = consumer.next().await.unwrap().unwrap();
-                    delivery.ack().await.unwrap();
-                }
-                start.elapsed()
+                let report = run(consumer, handler, options).await.unwrap();
+                let elapsed = start.elapsed();
+                assert_eq!(report.acked, iters);
+                channel.close(200, "done".into()).await.unwrap();
+                elapsed
             }
         });
     });

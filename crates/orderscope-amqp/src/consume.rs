@@ -11,17 +11,23 @@ use futures_util::Stream;
 use lapin::message::Delivery;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Consumer};
-use opentelemetry::baggage::{Baggage, BaggageExt};
 use opentelemetry::context::{FutureExt as _, WithContext};
 use opentelemetry::global::BoxedTracer;
-use opentelemetry::trace::{Link, SpanBuilder, SpanKind, TraceContextExt};
-use opentelemetry::{Context, KeyValue, StringValue};
+use opentelemetry::trace::{
+    Link, SpanBuilder, SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId,
+    TraceState,
+};
+use opentelemetry::{Context, KeyValue};
 use orderscope_context::LateTracer;
 use orderscope_context::{OrderContext, Propagation};
 
+use crate::attempt::{Attempt, PREVIOUS_ATTEMPT_HEADER, as_u64};
 use crate::instruments::ConsumeHandles;
 use crate::publish::PUBLISHED_AT_MS_HEADER;
 use crate::settle::Pending;
+
+/// The span attribute holding a delivery's attempt number (1 = first attempt).
+pub const ATTEMPT_ATTRIBUTE: &str = "orderscope.attempt";
 
 /// Configuration shared by a consumer and all its deliveries.
 pub(crate) struct ConsumerConfig {
@@ -44,8 +50,6 @@ impl ConsumerConfig {
 pub(crate) struct ConsumerShared {
     pub(crate) queue: ShortString,
     pub(crate) span_name: String,
-    /// The queue name as a shared attribute value (cloning it is a reference count bump).
-    pub(crate) queue_value: StringValue,
     pub(crate) config: ConsumerConfig,
     pub(crate) handles: ConsumeHandles,
 }
@@ -64,9 +68,10 @@ impl fmt::Debug for ConsumerShared {
 ///
 /// Each delivery opens the CONSUMER span `process {queue}`:
 ///
-/// - a first delivery carrying trace headers: child of the producer's span, and linked to it;
-/// - a redelivered message (the `redelivered` flag, or an `x-death` / `x-delivery-count` header): a new root
-///   span linked to the producer's span, so retry loops never grow one endless trace;
+/// - a delivery carrying trace headers — the first one and every retry (requeue, delayed retry, redelivery
+///   after a reconnect, the dead-letter queue's consumer) — is a child of the producer's span and linked to it,
+///   so an order stays one trace across attempts; its attempt number is the attribute `orderscope.attempt`
+///   (see [`Message::attempt`]), and a retry the runner republished also links to the previous attempt's span;
 /// - a message without (valid) trace headers: a new root span, counted in `messaging_untraced_messages_total`.
 ///
 /// The span ends when the delivery is settled (see [`TracedDelivery`]). The order read from the message's
@@ -179,7 +184,6 @@ impl TracedConsumer {
         let queue = consumer.queue();
         let shared = ConsumerShared {
             span_name: format!("process {queue}"),
-            queue_value: StringValue::from(Arc::<str>::from(queue.as_str())),
             handles: ConsumeHandles::new(queue.as_str()),
             queue,
             config,
@@ -228,7 +232,7 @@ pub struct Message {
     pub(crate) exchange: ShortString,
     pub(crate) routing_key: ShortString,
     pub(crate) redelivered: bool,
-    pub(crate) delivery_count: Option<u32>,
+    pub(crate) attempt: Attempt,
     pub(crate) properties: BasicProperties,
     pub(crate) data: Vec<u8>,
     pub(crate) cx: Context,
@@ -289,20 +293,28 @@ impl Message {
         self.redelivered
     }
 
-    /// How many times the message was delivered before, when the broker says so precisely: the
-    /// `x-delivery-count` header (quorum and stream queues), else the sum of the `count` fields of the
-    /// `x-death` header (dead-letter loops). `None` when neither header is present: classic queues only report
-    /// the boolean [`redelivered`](Self::redelivered) flag.
+    /// How many times the message was attempted before this delivery, when that is counted precisely: the
+    /// SDK's [`ATTEMPT_HEADER`](crate::ATTEMPT_HEADER) on a retry it republished, `x-delivery-count` (quorum
+    /// queues count every requeue), and this queue's own `x-death` entries (a dead-letter loop back to it;
+    /// other queues' entries are not counted). `None` when only the [`redelivered`](Self::redelivered) flag is
+    /// known (a requeue on a classic queue).
     #[must_use]
     pub fn delivery_count(&self) -> Option<u32> {
-        self.delivery_count
+        self.attempt.before()
     }
 
-    /// `true` if this is not the message's first delivery: the redelivered flag, or a positive
-    /// [`delivery_count`](Self::delivery_count).
+    /// This delivery's attempt number, from 1: one more than [`delivery_count`](Self::delivery_count), and at
+    /// least 2 when the message is [`redelivered`](Self::redelivered). Recorded on the `process` span as
+    /// `orderscope.attempt`.
+    #[must_use]
+    pub fn attempt(&self) -> u32 {
+        self.attempt.number
+    }
+
+    /// `true` if this is not the message's first attempt.
     #[must_use]
     pub fn is_retry(&self) -> bool {
-        self.redelivered || self.delivery_count.is_some_and(|n| n > 0)
+        self.attempt.number > 1
     }
 
     /// The context of the `process` span: the span itself, the baggage and the [`OrderContext`] of the
@@ -402,9 +414,8 @@ impl TracedDelivery {
 
         let extracted = headers.map(|h| shared.config.propagation.extract_amqp(h));
         let remote = extracted.as_ref().and_then(|e| e.remote()).cloned();
-        let delivery_count = headers.and_then(delivery_count);
-        let retry = redelivered || delivery_count.is_some_and(|n| n > 0) || has_x_death(headers);
-        if retry {
+        let attempt = Attempt::read(headers, shared.queue.as_str(), redelivered);
+        if attempt.number > 1 {
             handles.redelivered.increment(1);
         }
         if remote.is_none() {
@@ -414,36 +425,23 @@ impl TracedDelivery {
             handles.latency.record(latency);
         }
 
+        // Every attempt — first delivery, requeue, delayed retry, redelivery after a reconnect, dead-letter
+        // consumer — is a child of the publish span: one trace per message, whatever happened to it.
         let parent = match extracted {
-            Some(extracted) if !retry => extracted.into_context(),
-            // A retry starts a new trace: keep the baggage and the order, drop the remote parent. (An invalid
-            // parent span context would not do: parent-based samplers drop the children of unsampled parents.)
-            Some(extracted) => {
-                let mut cx = Context::new();
-                let baggage = extracted.context().baggage();
-                if !baggage.is_empty() {
-                    cx = cx.with_baggage(
-                        baggage
-                            .iter()
-                            .map(|(k, (v, m))| (k.clone(), (v.clone(), m.clone())))
-                            .collect::<Baggage>(),
-                    );
-                }
-                if let Some(order) = extracted.order() {
-                    cx = cx.with_value(order.clone());
-                }
-                cx
-            }
+            Some(extracted) => extracted.into_context(),
             None => Context::new(),
         };
-
-        let mut attributes = Vec::with_capacity(10);
+        let mut attributes = Vec::with_capacity(12);
         attributes.push(KeyValue::new("messaging.system", "rabbitmq"));
         attributes.push(KeyValue::new("messaging.operation.name", "process"));
         attributes.push(KeyValue::new("messaging.operation.type", "process"));
         attributes.push(KeyValue::new(
             "messaging.destination.name",
-            shared.queue_value.clone(),
+            crate::publish::consume_destination(
+                exchange.as_str(),
+                routing_key.as_str(),
+                shared.queue.as_str(),
+            ),
         ));
         if !routing_key.as_str().is_empty() {
             attributes.push(KeyValue::new(
@@ -465,6 +463,13 @@ impl TracedDelivery {
             "messaging.message.body.size",
             i64::try_from(data.len()).unwrap_or(i64::MAX),
         ));
+        if let Some(id) = properties.correlation_id() {
+            attributes.push(KeyValue::new(
+                "messaging.message.conversation_id",
+                id.as_str().to_owned(),
+            ));
+        }
+        attributes.push(KeyValue::new(ATTEMPT_ATTRIBUTE, i64::from(attempt.number)));
         if let Some((address, port)) = &shared.config.server {
             attributes.push(KeyValue::new("server.address", address.clone()));
             attributes.push(KeyValue::new("server.port", i64::from(*port)));
@@ -472,8 +477,12 @@ impl TracedDelivery {
         let mut builder = SpanBuilder::from_name(shared.span_name.clone())
             .with_kind(SpanKind::Consumer)
             .with_attributes(attributes);
-        if let Some(remote) = remote {
-            builder = builder.with_links(vec![Link::with_context(remote)]);
+        let previous = headers.and_then(previous_attempt);
+        if remote.is_some() || previous.is_some() {
+            let mut links = Vec::with_capacity(2);
+            links.extend(remote.map(Link::with_context));
+            links.extend(previous.map(Link::with_context));
+            builder = builder.with_links(links);
         }
         let span = shared.config.tracer.build_with_context(builder, &parent);
         let cx = parent.with_span(span);
@@ -484,7 +493,7 @@ impl TracedDelivery {
                 exchange,
                 routing_key,
                 redelivered,
-                delivery_count,
+                attempt,
                 properties,
                 data,
                 cx: cx.clone(),
@@ -500,43 +509,28 @@ impl TracedDelivery {
     }
 }
 
-/// `x-delivery-count`, else the sum of the `x-death` counts.
-fn delivery_count(headers: &FieldTable) -> Option<u32> {
-    let map = headers.inner();
-    if let Some(n) = map.get("x-delivery-count").and_then(as_u64) {
-        return Some(u32::try_from(n).unwrap_or(u32::MAX));
-    }
-    let AMQPValue::FieldArray(deaths) = map.get("x-death")? else {
-        return None;
+/// The span context of the previous attempt's `process` span, from [`PREVIOUS_ATTEMPT_HEADER`].
+fn previous_attempt(headers: &FieldTable) -> Option<SpanContext> {
+    let bytes = match headers.inner().get(PREVIOUS_ATTEMPT_HEADER)? {
+        AMQPValue::LongString(s) => s.as_bytes(),
+        AMQPValue::ByteArray(b) => b.as_slice(),
+        _ => return None,
     };
-    let mut total: u64 = 0;
-    for death in deaths.as_slice() {
-        if let AMQPValue::FieldTable(death) = death {
-            total = total.saturating_add(death.inner().get("count").and_then(as_u64).unwrap_or(1));
-        }
+    let mut parts = std::str::from_utf8(bytes).ok()?.trim().split('-');
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if version != "00" || trace.len() != 32 || span.len() != 16 || flags.len() != 2 {
+        return None;
     }
-    Some(u32::try_from(total).unwrap_or(u32::MAX))
-}
-
-fn has_x_death(headers: Option<&FieldTable>) -> bool {
-    headers.is_some_and(|h| h.contains_key("x-death"))
-}
-
-/// Any integer-typed AMQP value (or a decimal long string) as `u64`; negative values are `None`.
-fn as_u64(value: &AMQPValue) -> Option<u64> {
-    match value {
-        AMQPValue::ShortShortInt(v) => u64::try_from(*v).ok(),
-        AMQPValue::ShortShortUInt(v) => Some(u64::from(*v)),
-        AMQPValue::ShortInt(v) => u64::try_from(*v).ok(),
-        AMQPValue::ShortUInt(v) => Some(u64::from(*v)),
-        AMQPValue::LongInt(v) => u64::try_from(*v).ok(),
-        AMQPValue::LongUInt(v) => Some(u64::from(*v)),
-        AMQPValue::LongLongInt(v) => u64::try_from(*v).ok(),
-        AMQPValue::Timestamp(v) => Some(*v),
-        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok()?.trim().parse().ok(),
-        AMQPValue::ShortString(s) => s.as_str().trim().parse().ok(),
-        _ => None,
-    }
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    let cx = SpanContext::new(
+        TraceId::from_hex(trace).ok()?,
+        SpanId::from_hex(span).ok()?,
+        TraceFlags::new(flags & 1),
+        true,
+        TraceState::NONE,
+    );
+    cx.is_valid().then_some(cx)
 }
 
 /// Seconds between publish (`x-published-at-ms`, else the `timestamp` property) and now; `None` when the
@@ -563,42 +557,33 @@ fn queue_latency(properties: &BasicProperties) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lapin::types::{FieldArray, LongString};
+    use lapin::types::LongString;
 
     #[test]
-    fn delivery_count_prefers_x_delivery_count() {
-        let mut h = FieldTable::default();
-        h.insert("x-delivery-count".into(), AMQPValue::LongLongInt(4));
-        assert_eq!(delivery_count(&h), Some(4));
-    }
-
-    #[test]
-    fn delivery_count_sums_x_death() {
-        let mut d1 = FieldTable::default();
-        d1.insert("count".into(), AMQPValue::LongLongInt(2));
-        let mut d2 = FieldTable::default();
-        d2.insert("count".into(), AMQPValue::LongInt(3));
+    fn previous_attempt_reads_a_traceparent() {
         let mut h = FieldTable::default();
         h.insert(
-            "x-death".into(),
-            AMQPValue::FieldArray(FieldArray::from(vec![
-                AMQPValue::FieldTable(d1),
-                AMQPValue::FieldTable(d2),
-            ])),
+            PREVIOUS_ATTEMPT_HEADER.into(),
+            AMQPValue::LongString(LongString::from(
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )),
         );
-        assert_eq!(delivery_count(&h), Some(5));
-    }
-
-    #[test]
-    fn wrong_typed_counts_are_ignored() {
-        let mut h = FieldTable::default();
-        h.insert("x-delivery-count".into(), AMQPValue::Boolean(true));
-        assert_eq!(delivery_count(&h), None);
-        h.insert(
-            "x-death".into(),
-            AMQPValue::LongString(LongString::from("x")),
-        );
-        assert_eq!(delivery_count(&h), None);
+        let cx = previous_attempt(&h).unwrap();
+        assert_eq!(cx.span_id(), SpanId::from_hex("b7ad6b7169203331").unwrap());
+        assert!(cx.is_sampled());
+        for bad in [
+            "",
+            "00-0af7-b7ad-01",
+            "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ] {
+            h.insert(
+                PREVIOUS_ATTEMPT_HEADER.into(),
+                AMQPValue::LongString(LongString::from(bad)),
+            );
+            assert!(previous_attempt(&h).is_none(), "{bad}");
+        }
+        h.insert(PREVIOUS_ATTEMPT_HEADER.into(), AMQPValue::Boolean(true));
+        assert!(previous_attempt(&h).is_none());
     }
 
     #[test]

@@ -84,6 +84,8 @@ pub(crate) enum SentOutcome {
     Returned(&'static str),
     Timeout,
     ChannelClosed,
+    /// Written on a channel without publisher confirms: nothing is known about the message's fate.
+    Unconfirmed,
 }
 
 impl SentOutcome {
@@ -94,12 +96,13 @@ impl SentOutcome {
             Self::Returned(_) => "returned",
             Self::Timeout => "timeout",
             Self::ChannelClosed => "channel_closed",
+            Self::Unconfirmed => "unconfirmed",
         }
     }
 
     pub(crate) fn error_type(self) -> Option<&'static str> {
         match self {
-            Self::Ack => None,
+            Self::Ack | Self::Unconfirmed => None,
             Self::Nack => Some("nack"),
             Self::Returned(reason) => Some(reason),
             Self::Timeout => Some("timeout"),
@@ -116,11 +119,12 @@ impl SentOutcome {
             Self::Returned(_) => 4,
             Self::Timeout => 5,
             Self::ChannelClosed => 6,
+            Self::Unconfirmed => 7,
         }
     }
 }
 
-const SENT_SLOTS: usize = 7;
+const SENT_SLOTS: usize = 8;
 
 /// The span name and destination attribute of publishes to one exchange, built once.
 #[derive(Debug)]
@@ -151,7 +155,7 @@ pub(crate) struct PublishHandles {
     pub(crate) names: Option<SpanNames>,
     sent: [Lazy<Counter>; SENT_SLOTS],
     duration: [Lazy<Histogram>; SENT_SLOTS],
-    /// Publishes on a channel without confirms: only the duration is recorded.
+    /// Publishes on a channel without confirms: the duration without an error type.
     duration_unconfirmed: Lazy<Histogram>,
     /// Set on the overflow entry: counts its measurements in `orderscope_cardinality_overflow_total`.
     overflow: Option<Box<OverflowCounts>>,
@@ -212,9 +216,19 @@ impl PublishHandles {
     }
 
     pub(crate) fn record_unconfirmed(&self, seconds: f64) {
+        let i = SentOutcome::Unconfirmed.index();
         if let Some(overflow) = &self.overflow {
+            overflow.sent.count(SENT_MESSAGES);
             overflow.duration.count(OPERATION_DURATION);
         }
+        self.sent[i]
+            .get(|| {
+                metrics::counter!(
+                    SENT_MESSAGES,
+                    labels(&self.destination, &[(OUTCOME, "unconfirmed")])
+                )
+            })
+            .increment(1);
         self.duration_unconfirmed
             .get(|| {
                 Key::from_parts(
@@ -282,12 +296,20 @@ pub enum SettleOutcome {
     NackDeadLetter,
     /// Rejected (with or without requeue).
     Reject,
-    /// The handler panicked; the message was nacked according to the retry policy.
+    /// The handler panicked; the message was nacked according to the retry policy. No longer recorded by
+    /// [`run`](crate::run), which records where the message went (the outcome) and `error_type="panic"`.
     Panic,
+    /// Republished to a delay queue for a later attempt, then acked.
+    Retry,
+    /// Republished to the dead-letter queue after the last attempt, then acked.
+    DeadLetter,
+    /// Nacked without requeue on a queue without a dead-letter route: the message is gone.
+    Discarded,
 }
 
 impl SettleOutcome {
-    /// The label value: `ack`, `nack_requeue`, `nack_dead_letter`, `reject` or `panic`.
+    /// The label value: `ack`, `nack_requeue`, `nack_dead_letter`, `reject`, `panic`, `retry`, `dead_letter`
+    /// or `discarded`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -296,7 +318,16 @@ impl SettleOutcome {
             Self::NackDeadLetter => "nack_dead_letter",
             Self::Reject => "reject",
             Self::Panic => "panic",
+            Self::Retry => "retry",
+            Self::DeadLetter => "dead_letter",
+            Self::Discarded => "discarded",
         }
+    }
+
+    /// Whether the message ended in a dead-letter queue (`nack_dead_letter`, `dead_letter`).
+    #[must_use]
+    pub fn is_dead_lettered(self) -> bool {
+        matches!(self, Self::NackDeadLetter | Self::DeadLetter)
     }
 
     fn index(self) -> usize {
@@ -306,6 +337,9 @@ impl SettleOutcome {
             Self::NackDeadLetter => 2,
             Self::Reject => 3,
             Self::Panic => 4,
+            Self::Retry => 5,
+            Self::DeadLetter => 6,
+            Self::Discarded => 7,
         }
     }
 }
@@ -316,14 +350,15 @@ impl std::fmt::Display for SettleOutcome {
     }
 }
 
-const SETTLE_SLOTS: usize = 5;
+const SETTLE_SLOTS: usize = 8;
 /// `error_type` values on the process duration, per outcome: none, or one of these.
-pub(crate) const PROCESS_ERROR_TYPES: [&str; 5] = [
+pub(crate) const PROCESS_ERROR_TYPES: [&str; 6] = [
     "handler_error",
     "panic",
     "settle_failed",
     "channel_closed",
     "dropped",
+    "republish_failed",
 ];
 
 /// Handles for one queue, resolved when the consumer is wrapped.

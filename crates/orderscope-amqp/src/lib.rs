@@ -18,9 +18,17 @@
 //!   in `messaging_process_duration_seconds`, and surface lapin's `Ok(false)` (a closed channel: the broker
 //!   redelivers the message) as [`SettleError::ChannelClosed`]. `messaging_unsettled_messages` counts
 //!   deliveries received and not yet settled; a delivery dropped unsettled is logged, counted and requeued.
-//! - **Run** — [`run`] drives a handler over a consumer: `Ok` acks, `Err` nacks per the [`RetryPolicy`], a
-//!   panic is caught, recorded and nacked per the policy, and the runner keeps going; a shutdown signal stops it
-//!   once in-flight handlers have settled.
+//! - **Run** — [`run`] drives a handler over a consumer: `Ok` acks; `Err` and panics (caught, recorded) are
+//!   retried — with [`RunOptions::retries`], republished with confirms to a delay queue ([`Retries`], jittered
+//!   [`Backoff`]) and, after the last attempt, to a dead-letter queue, the original acked only once the copy is
+//!   confirmed; without, nacked per the [`RetryPolicy`]. It refuses to start when failed messages would have
+//!   nowhere to go, unless told to discard them. [`Message::attempt`] counts attempts on every queue type. A
+//!   shutdown signal stops it once in-flight handlers have settled.
+//! - **Reconnect** — [`run_reconnecting`] connects through a [`Connector`] and consumes again, with the same
+//!   prefetch, whenever the broker closes the channel or the connection; [`TracedChannel::rebuild`] does the
+//!   same for a publisher.
+//! - **One trace per message** — every attempt's `process` span is a child of the publish span, numbered
+//!   (`orderscope.attempt`) and linked to the previous attempt.
 //!
 //! Names follow the orderscope telemetry contract (`CONVENTIONS.md`, section "AMQP"). Spans are created
 //! directly with the OpenTelemetry tracer (by default the global provider's `orderscope-amqp` tracer, looked up
@@ -36,7 +44,7 @@
 //! use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 //! use lapin::types::FieldTable;
 //! use lapin::{BasicProperties, Connection, ConnectionProperties};
-//! use orderscope_amqp::{run, Message, RunOptions, TracedChannel};
+//! use orderscope_amqp::{run, Message, RetryPolicy, RunOptions, TracedChannel};
 //! use orderscope_context::{OrderContext, WithOrder};
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -69,7 +77,7 @@
 //!     let order = OrderContext::current().expect("the publisher's order");
 //!     println!("{}: {} bytes", order.id(), message.data().len());
 //!     Ok::<(), std::io::Error>(())
-//! }, RunOptions::new())
+//! }, RunOptions::new().retry(RetryPolicy::Requeue))
 //! .await?;
 //! # Ok(())
 //! # }
@@ -90,16 +98,26 @@
 
 #![deny(missing_docs)]
 
+mod attempt;
+mod connector;
 mod consume;
 mod instruments;
 mod publish;
+mod retry;
 mod runner;
 mod settle;
 
-pub use self::consume::{Message, TracedConsumer, TracedConsumerBuilder, TracedDelivery};
+pub use self::attempt::{ATTEMPT_HEADER, PREVIOUS_ATTEMPT_HEADER};
+pub use self::connector::{Connector, Consume, run_reconnecting};
+pub use self::consume::{
+    ATTEMPT_ATTRIBUTE, Message, TracedConsumer, TracedConsumerBuilder, TracedDelivery,
+};
 pub use self::publish::{
     OUTCOME_ATTRIBUTE, PUBLISHED_AT_MS_HEADER, PublishError, PublishOutcome, TracedChannel,
     TracedChannelBuilder,
 };
-pub use self::runner::{RetryPolicy, RunError, RunOptions, RunReport, run};
+pub use self::retry::{Backoff, Retries};
+pub use self::runner::{
+    DEAD_LETTER_CAUSE_HEADER, RetryPolicy, RunError, RunOptions, RunReport, run,
+};
 pub use self::settle::{SettleError, SettleOutcome};

@@ -93,6 +93,7 @@ impl PublishOutcome {
 pub(crate) struct Shared {
     pub(crate) tracer: Arc<LateTracer>,
     pub(crate) confirm_timeout: Option<Duration>,
+    pub(crate) keep_caller_trace_context: bool,
     pub(crate) server: Option<(Cow<'static, str>, u16)>,
     pub(crate) cache: PublishCache,
 }
@@ -148,6 +149,7 @@ pub struct TracedChannelBuilder {
     channel: Channel,
     tracer: Option<BoxedTracer>,
     confirm_timeout: Option<Duration>,
+    keep_caller_trace_context: bool,
     server: Option<(Cow<'static, str>, u16)>,
     max_destinations: usize,
 }
@@ -168,6 +170,15 @@ impl TracedChannelBuilder {
     #[must_use]
     pub fn confirm_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.confirm_timeout = timeout;
+        self
+    }
+
+    /// Keeps a `traceparent` the caller put in the headers even inside an active span (by default it is
+    /// replaced there, so a handler that republishes with the incoming headers copied continues its own
+    /// trace). Defaults to `false`.
+    #[must_use]
+    pub fn keep_caller_trace_context(mut self, keep: bool) -> Self {
+        self.keep_caller_trace_context = keep;
         self
     }
 
@@ -196,6 +207,7 @@ impl TracedChannelBuilder {
             shared: Arc::new(Shared {
                 tracer: Arc::new(self.tracer.map_or_else(default_tracer, LateTracer::fixed)),
                 confirm_timeout: self.confirm_timeout,
+                keep_caller_trace_context: self.keep_caller_trace_context,
                 server: self.server,
                 cache: PublishCache::new(self.max_destinations),
             }),
@@ -203,10 +215,53 @@ impl TracedChannelBuilder {
     }
 }
 
+/// The semantic conventions version the spans follow (`docs/conventions.md` names the same one).
+pub(crate) const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.44.0";
+
+/// The instrumentation scope of the spans: this crate, its version and [`SCHEMA_URL`].
+pub(crate) fn scope() -> opentelemetry::InstrumentationScope {
+    opentelemetry::InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .with_schema_url(SCHEMA_URL)
+        .build()
+}
+
 /// The global provider's tracer, looked up when spans start until a provider is installed, so a
 /// channel or consumer built before `orderscope::init` traces once it has run.
 pub(crate) fn default_tracer() -> LateTracer {
-    LateTracer::global(opentelemetry::InstrumentationScope::builder("orderscope-amqp").build())
+    LateTracer::global(scope())
+}
+
+/// `messaging.destination.name` of a publish, per the RabbitMQ conventions: `{exchange}:{routing key}`, or the
+/// one that is not empty, or `amq.default`.
+pub(crate) fn publish_destination(exchange: &str, routing_key: &str) -> String {
+    match (exchange.is_empty(), routing_key.is_empty()) {
+        (false, false) => format!("{exchange}:{routing_key}"),
+        (false, true) => exchange.to_owned(),
+        (true, false) => routing_key.to_owned(),
+        (true, true) => "amq.default".to_owned(),
+    }
+}
+
+/// `messaging.destination.name` of a delivery: `{exchange}:{routing key}:{queue}`, empty parts left out, and the
+/// routing key alone when it equals the queue.
+pub(crate) fn consume_destination(exchange: &str, routing_key: &str, queue: &str) -> String {
+    let mut name = String::with_capacity(exchange.len() + routing_key.len() + queue.len() + 2);
+    for part in [exchange, routing_key] {
+        if !part.is_empty() {
+            if !name.is_empty() {
+                name.push(':');
+            }
+            name.push_str(part);
+        }
+    }
+    if !queue.is_empty() && queue != routing_key {
+        if !name.is_empty() {
+            name.push(':');
+        }
+        name.push_str(queue);
+    }
+    name
 }
 
 impl TracedChannel {
@@ -223,6 +278,7 @@ impl TracedChannel {
             channel,
             tracer: None,
             confirm_timeout: Some(DEFAULT_CONFIRM_TIMEOUT),
+            keep_caller_trace_context: false,
             server: None,
             max_destinations: DEFAULT_MAX_DESTINATIONS,
         }
@@ -232,6 +288,16 @@ impl TracedChannel {
     #[must_use]
     pub fn get_ref(&self) -> &Channel {
         &self.channel
+    }
+
+    /// A wrapper for `channel` (a new one, after the old one closed) with this one's configuration: the same
+    /// tracer, confirm timeout and metric handles.
+    #[must_use]
+    pub fn rebuild(&self, channel: Channel) -> Self {
+        Self {
+            channel,
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// Unwraps the channel.
@@ -266,9 +332,11 @@ impl TracedChannel {
     ///
     /// - Opens the PRODUCER span `publish {exchange}` (the default exchange is `amq.default`) as a child of
     ///   the current context.
-    /// - Writes `traceparent`, `tracestate`, `baggage` and `x-order-id` as long-string headers (a
-    ///   caller-set `traceparent` is kept), `x-published-at-ms`, and the `message_id` (when absent) and
-    ///   `timestamp` (when absent) properties.
+    /// - Writes `traceparent`, `tracestate`, `baggage` and `x-order-id` as long-string headers,
+    ///   `x-published-at-ms`, and the `message_id` (when absent) and `timestamp` (when absent) properties. A
+    ///   `traceparent` already in the headers (copied from an incoming message, say) is replaced when the
+    ///   publish happens inside an active span, and kept otherwise or with
+    ///   [`TracedChannelBuilder::keep_caller_trace_context`].
     /// - In confirm mode, waits for the confirm inside the span and counts the outcome in
     ///   `messaging_client_sent_messages_total` (`ack`, `nack`, `returned`, `timeout`, `channel_closed`) and
     ///   `messaging_client_operation_duration_seconds`. Without confirm mode only the duration is recorded:
@@ -327,7 +395,7 @@ impl TracedChannel {
         attributes.push(KeyValue::new("messaging.operation.type", "send"));
         attributes.push(KeyValue::new(
             "messaging.destination.name",
-            names.destination.clone(),
+            publish_destination(exchange.as_str(), routing_key.as_str()),
         ));
         if !routing_key.as_str().is_empty() {
             attributes.push(KeyValue::new(
@@ -343,6 +411,12 @@ impl TracedChannel {
             "messaging.message.body.size",
             i64::try_from(payload.len()).unwrap_or(i64::MAX),
         ));
+        if let Some(id) = properties.correlation_id() {
+            attributes.push(KeyValue::new(
+                "messaging.message.conversation_id",
+                id.as_str().to_owned(),
+            ));
+        }
         if let Some((address, port)) = &shared.server {
             attributes.push(KeyValue::new("server.address", address.clone()));
             attributes.push(KeyValue::new("server.port", i64::from(*port)));
@@ -350,13 +424,19 @@ impl TracedChannel {
         let builder = SpanBuilder::from_name(names.span_name.clone())
             .with_kind(SpanKind::Producer)
             .with_attributes(attributes);
-        let cx = Context::map_current(|parent| {
+        let (cx, in_span) = Context::map_current(|parent| {
             let span = shared.tracer.build_with_context(builder, parent);
-            parent.with_span(span)
+            (parent.with_span(span), parent.has_active_span())
         });
 
         let mut headers = properties.headers().clone().unwrap_or_default();
-        orderscope_context::carrier::inject_amqp(&cx, &mut headers);
+        if in_span && !shared.keep_caller_trace_context {
+            // Headers copied from an incoming message carry its (stale) trace context: this publish belongs
+            // to the span it happens in.
+            orderscope_context::carrier::inject_amqp_replacing(&cx, &mut headers);
+        } else {
+            orderscope_context::carrier::inject_amqp(&cx, &mut headers);
+        }
         headers.insert(
             ShortString::from(PUBLISHED_AT_MS_HEADER),
             AMQPValue::LongLongInt(i64::try_from(now.as_millis()).unwrap_or(i64::MAX)),
@@ -375,6 +455,7 @@ impl TracedChannel {
                     span.set_attribute(KeyValue::new(OUTCOME_ATTRIBUTE, "ack"));
                 } else {
                     handles.record_unconfirmed(seconds);
+                    span.set_attribute(KeyValue::new(OUTCOME_ATTRIBUTE, "unconfirmed"));
                 }
                 span.end();
                 Ok(PublishOutcome {
@@ -407,6 +488,29 @@ impl TracedChannel {
                 );
                 Err(error)
             }
+        }
+    }
+
+    /// Republishes a copy of a delivered message to `queue` through the default exchange, mandatory, and waits
+    /// for the confirm: no span (the copy keeps the original's trace context), no sent-message count (the
+    /// runner counts it as a settle outcome).
+    pub(crate) async fn republish(
+        &self,
+        queue: &str,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), PublishError> {
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        };
+        match self
+            .confirm("".into(), queue.into(), options, payload, properties)
+            .await?
+        {
+            true => Ok(()),
+            // Checked when the runner starts; a channel that lost confirm mode cannot vouch for the copy.
+            false => Err(PublishError::Nacked),
         }
     }
 
@@ -486,6 +590,36 @@ mod tests {
         let b = next_message_id();
         assert_ne!(a, b);
         assert_eq!(a.as_str().as_bytes()[16], b'-');
+    }
+
+    #[test]
+    fn destination_names_follow_the_rabbitmq_conventions() {
+        assert_eq!(
+            publish_destination("orders", "order.created"),
+            "orders:order.created"
+        );
+        assert_eq!(publish_destination("orders", ""), "orders");
+        assert_eq!(publish_destination("", "work"), "work");
+        assert_eq!(publish_destination("", ""), "amq.default");
+        assert_eq!(
+            consume_destination("orders", "order.created", "mes"),
+            "orders:order.created:mes"
+        );
+        assert_eq!(consume_destination("", "work", "work"), "work");
+        assert_eq!(consume_destination("orders", "mes", "mes"), "orders:mes");
+        assert_eq!(consume_destination("orders", "", "mes"), "orders:mes");
+        assert_eq!(consume_destination("", "", "mes"), "mes");
+    }
+
+    #[test]
+    fn the_schema_url_is_the_version_the_conventions_claim() {
+        let version = SCHEMA_URL.rsplit('/').next().unwrap();
+        let conventions = include_str!("../../../docs/conventions.md");
+        assert!(
+            conventions.contains(&format!("v{version}")),
+            "docs/conventions.md does not name semantic conventions v{version}"
+        );
+        assert_eq!(scope().schema_url(), Some(SCHEMA_URL));
     }
 
     #[test]

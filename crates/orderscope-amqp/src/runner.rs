@@ -11,17 +11,32 @@ use futures_util::{FutureExt as _, StreamExt as _};
 use opentelemetry::context::FutureExt as _;
 use tokio::task::JoinSet;
 
+use lapin::types::AMQPValue;
+use opentelemetry::trace::TraceContextExt as _;
+use orderscope_context::OrderContext;
+
+use crate::attempt::{ATTEMPT_HEADER, PREVIOUS_ATTEMPT_HEADER};
 use crate::consume::{Message, TracedConsumer, TracedDelivery};
 use crate::instruments::SettleOutcome;
-use crate::settle::Action;
+use crate::publish::TracedChannel;
+use crate::retry::{Retries, republish_properties};
+use crate::settle::{Action, Pending};
+
+/// Header naming why a message went to the dead-letter queue (`handler_error` or `panic`), on the copy the
+/// runner publishes there.
+pub const DEAD_LETTER_CAUSE_HEADER: &str = "x-orderscope-dead-letter-cause";
 
 /// What to do with a message whose handler failed or panicked.
 ///
-/// How "redeliveries so far" is known: the `x-delivery-count` header (quorum and stream queues count every
-/// requeue), else the sum of the `count` fields of the `x-death` header (dead-letter/TTL retry loops). A classic
-/// queue only sets the boolean `redelivered` flag; when that flag is set and neither header is present,
-/// [`DeadLetterAfter`](Self::DeadLetterAfter) treats the limit as reached, so a poison message on a classic
-/// queue is retried once and then dead-lettered — never requeued forever.
+/// This is the broker-side policy: a failed message is nacked, requeued at once or dead-lettered by the
+/// queue's own dead-letter exchange. For retries that wait between attempts, and a dead-letter queue the SDK
+/// publishes to itself, use [`RunOptions::retries`] instead (it takes precedence over this policy).
+///
+/// How "redeliveries so far" is known: see [`Message::delivery_count`] — the `x-delivery-count` header (quorum
+/// queues count every requeue) and this queue's own `x-death` entries; entries other queues left are not
+/// counted. A classic queue only sets the boolean `redelivered` flag; when that flag is set and no count is
+/// known, [`DeadLetterAfter`](Self::DeadLetterAfter) treats the limit as reached, so a poison message on a
+/// classic queue is retried once and then dead-lettered — never requeued forever.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RetryPolicy {
@@ -58,12 +73,27 @@ impl RetryPolicy {
 }
 
 type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
+type OrderFrom = Arc<dyn Fn(&Message) -> Option<OrderContext> + Send + Sync>;
+
+/// Where failed messages that are not retried any more go, as far as [`run`] knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DeadLetters {
+    /// Nothing said: [`run`] refuses a policy that dead-letters.
+    Unknown,
+    /// The user says the queue has a dead-letter exchange (argument or policy).
+    Broker,
+    /// The user accepts that they are discarded.
+    Discard,
+}
 
 /// Options for [`run`].
 pub struct RunOptions {
     retry: RetryPolicy,
     concurrency: usize,
     shutdown: Option<Shutdown>,
+    retries: Option<(Retries, TracedChannel)>,
+    dead_letters: DeadLetters,
+    order_from: Option<OrderFrom>,
 }
 
 impl fmt::Debug for RunOptions {
@@ -72,6 +102,9 @@ impl fmt::Debug for RunOptions {
             .field("retry", &self.retry)
             .field("concurrency", &self.concurrency)
             .field("shutdown", &self.shutdown.is_some())
+            .field("retries", &self.retries.as_ref().map(|(r, _)| r))
+            .field("dead_letters", &self.dead_letters)
+            .field("order_from", &self.order_from.is_some())
             .finish()
     }
 }
@@ -84,20 +117,85 @@ impl Default for RunOptions {
 
 impl RunOptions {
     /// Default options: [`RetryPolicy::default`], one handler at a time, no shutdown signal (run until the
-    /// consumer ends).
+    /// consumer ends), no delayed retries, and no dead-letter route: set one of [`retries`](Self::retries),
+    /// [`broker_dead_letters`](Self::broker_dead_letters) or [`discard_dead_letters`](Self::discard_dead_letters)
+    /// unless the policy is [`RetryPolicy::Requeue`].
     #[must_use]
     pub fn new() -> Self {
         Self {
             retry: RetryPolicy::default(),
             concurrency: 1,
             shutdown: None,
+            retries: None,
+            dead_letters: DeadLetters::Unknown,
+            order_from: None,
         }
     }
 
     /// What to do with failed and panicked messages. Defaults to [`RetryPolicy::DeadLetterAfter(3)`](RetryPolicy).
+    /// Not used with [`retries`](Self::retries).
     #[must_use]
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
+        self
+    }
+
+    /// Delayed retries, then the dead-letter queue, per [`Retries`]; `publisher` (a channel in confirm mode,
+    /// on the consumer's connection or another) republishes the copies. Defaults to none: failed messages are
+    /// nacked per the [`RetryPolicy`].
+    ///
+    /// When [`run`] starts it checks (or, with [`Retries::declare_at_start`], declares) the delay queues and the
+    /// dead-letter queue, and that `publisher` is in confirm mode. A copy that cannot be published (the broker
+    /// nacks or returns it, no confirm in time, the channel closed) leaves the original unacked: it is nacked
+    /// with requeue (`error_type="republish_failed"`), so nothing is lost.
+    ///
+    /// The runner keeps the payload and properties of each delivery while its handler runs (a copy, since the
+    /// handler owns the [`Message`]), to republish it on failure.
+    #[must_use]
+    pub fn retries(mut self, retries: Retries, publisher: TracedChannel) -> Self {
+        self.retries = Some((retries, publisher));
+        self
+    }
+
+    /// States that the consumed queue has a dead-letter exchange (a `x-dead-letter-exchange` argument or a
+    /// policy), so messages the [`RetryPolicy`] dead-letters are kept. RabbitMQ does not tell a client a
+    /// queue's arguments or policies, so [`run`] takes your word for it. Defaults to not stated.
+    #[must_use]
+    pub fn broker_dead_letters(mut self) -> Self {
+        self.dead_letters = DeadLetters::Broker;
+        self
+    }
+
+    /// Accepts that messages the [`RetryPolicy`] gives up on are discarded (nacked without requeue on a queue
+    /// without a dead-letter exchange). Each is counted (`outcome="discarded"`) and logged at ERROR with its
+    /// order id and trace id. Defaults to not accepted: [`run`] refuses to start with a policy that
+    /// dead-letters and no dead-letter route.
+    #[must_use]
+    pub fn discard_dead_letters(mut self) -> Self {
+        self.dead_letters = DeadLetters::Discard;
+        self
+    }
+
+    /// Finds the order in the message itself when its baggage carries none (a publisher that does not use
+    /// orderscope): `order_from` gets the message and returns its order, which is then in scope while the
+    /// handler runs (`OrderContext::current()`, log lines) and recorded on the `process` span. Defaults to none.
+    ///
+    /// ```
+    /// use orderscope_amqp::RunOptions;
+    /// use orderscope_context::OrderContext;
+    ///
+    /// // The order id is the JSON body's "order_id" field.
+    /// let options = RunOptions::new().order_from(|message| {
+    ///     let body: serde_json::Value = serde_json::from_slice(message.data()).ok()?;
+    ///     OrderContext::new(body.get("order_id")?.as_str()?).ok()
+    /// });
+    /// ```
+    #[must_use]
+    pub fn order_from(
+        mut self,
+        order_from: impl Fn(&Message) -> Option<OrderContext> + Send + Sync + 'static,
+    ) -> Self {
+        self.order_from = Some(Arc::new(order_from));
         self
     }
 
@@ -126,47 +224,110 @@ pub struct RunReport {
     pub handled: u64,
     /// Acknowledged.
     pub acked: u64,
-    /// Nacked with requeue.
+    /// Nacked with requeue (by the policy, or because a retry copy could not be published).
     pub requeued: u64,
-    /// Nacked without requeue (dead-lettered, or discarded when the queue has no dead-letter exchange).
+    /// Republished to a delay queue for a later attempt (the original acked).
+    pub retried: u64,
+    /// Dead-lettered: republished to the dead-letter queue, or nacked without requeue to the queue's
+    /// dead-letter exchange.
     pub dead_lettered: u64,
-    /// Handler panics (each also counted as requeued or dead-lettered).
+    /// Nacked without requeue with [`RunOptions::discard_dead_letters`]: gone.
+    pub discarded: u64,
+    /// Handler panics (each also counted as requeued, retried, dead-lettered or discarded).
     pub panicked: u64,
-    /// Handler errors (each also counted as requeued or dead-lettered).
+    /// Handler errors (each also counted as requeued, retried, dead-lettered or discarded).
     pub failed: u64,
     /// Settles lapin refused or could not send; the broker redelivers these messages.
     pub settle_failed: u64,
+    /// Times [`run_reconnecting`](crate::run_reconnecting) consumed again on a new connection.
+    pub reconnects: u64,
     /// Handler tasks that ended without settling (the runtime shut down under them).
     pub lost_tasks: u64,
 }
 
-/// [`run`] ended because the consumer failed.
+/// Why [`run`] ended with an error.
 #[derive(Debug, thiserror::Error)]
-#[error("the consumer failed: {source}")]
-pub struct RunError {
-    /// The consumer's error (its channel or connection closed).
-    #[source]
-    pub source: lapin::Error,
-    /// What was done before, in-flight handlers included.
-    pub report: RunReport,
+#[non_exhaustive]
+pub enum RunError {
+    /// The consumer failed: its channel or connection closed.
+    #[error("the consumer failed: {source}")]
+    Consumer {
+        /// The consumer's error.
+        #[source]
+        source: lapin::Error,
+        /// What was done before, in-flight handlers included.
+        report: RunReport,
+    },
+    /// Refused to start: the retry policy dead-letters, and nothing says where to.
+    #[error(
+        "queue {queue}: the retry policy dead-letters failed messages but no dead-letter route is set; \
+         use RunOptions::retries, state the queue's dead-letter exchange with RunOptions::broker_dead_letters, \
+         or accept losing them with RunOptions::discard_dead_letters"
+    )]
+    NoDeadLetterRoute {
+        /// The consumed queue.
+        queue: String,
+    },
+    /// Refused to start: the retry topology is missing or could not be declared, or the publisher is not in
+    /// confirm mode.
+    #[error("queue {queue}: retry topology not usable: {reason}")]
+    Topology {
+        /// The consumed queue.
+        queue: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl RunError {
+    /// What was done before the consumer failed (empty when [`run`] refused to start).
+    #[must_use]
+    pub fn report(&self) -> RunReport {
+        match self {
+            Self::Consumer { report, .. } => *report,
+            _ => RunReport::default(),
+        }
+    }
+}
+
+/// What happened to one delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    Acked,
+    Requeued,
+    Retried,
+    DeadLettered,
+    Discarded,
 }
 
 struct TaskResult {
-    outcome: SettleOutcome,
-    requeue: bool,
+    fate: Fate,
     failed: bool,
     panicked: bool,
     settle_failed: bool,
+}
+
+/// Per-session state shared by the handler tasks.
+struct Runtime<H> {
+    handler: Arc<H>,
+    policy: RetryPolicy,
+    retries: Option<(Retries, TracedChannel)>,
+    dead_letters: DeadLetters,
+    order_from: Option<OrderFrom>,
 }
 
 /// Runs `handler` over every delivery of `consumer` until the consumer ends (cancelled, channel closed) or the
 /// [`shutdown`](RunOptions::shutdown) signal completes, settling each message according to the handler's result:
 ///
 /// - handler `Ok(())` → ack;
-/// - handler `Err(_)` → nack, requeued or dead-lettered according to the [`RetryPolicy`]; the span gets status
-///   ERROR with the error's `Display`, the process duration `error_type="handler_error"`;
-/// - handler panic → caught, recorded (outcome `panic`, `error_type="panic"`, span status ERROR with the panic
-///   message), the message nacked according to the [`RetryPolicy`], and the runner keeps consuming;
+/// - handler `Err(_)` → with [`RunOptions::retries`]: republished to the next delay queue (outcome `retry`) or,
+///   after the last attempt, to the dead-letter queue (outcome `dead_letter`), the original acked once the
+///   copy is confirmed; without: nacked, requeued (`nack_requeue`), dead-lettered (`nack_dead_letter`) or
+///   discarded (`discarded`) according to the [`RetryPolicy`]. The span gets status ERROR with the error's
+///   `Display`, the process duration `error_type="handler_error"`;
+/// - handler panic → caught and settled the same way, with `error_type="panic"` (span status ERROR with the
+///   panic message), and the runner keeps consuming; the outcome says where the message went, the error type
+///   why;
 /// - up to [`RunOptions::concurrency`] handlers run at once, each on its own Tokio task, with the message's
 ///   context (its `process` span and its order) attached while the handler is polled — so
 ///   `OrderContext::current()`, log lines and child spans see them;
@@ -178,8 +339,13 @@ struct TaskResult {
 ///
 /// # Errors
 ///
-/// [`RunError`] when the consumer yields an error (its channel or connection failed); in-flight handlers have
-/// finished by then.
+/// - [`RunError::NoDeadLetterRoute`] at start: the [`RetryPolicy`] dead-letters, and there is neither
+///   [`RunOptions::retries`], nor [`broker_dead_letters`](RunOptions::broker_dead_letters), nor
+///   [`discard_dead_letters`](RunOptions::discard_dead_letters).
+/// - [`RunError::Topology`] at start: a delay or dead-letter queue of [`RunOptions::retries`] is missing (or
+///   could not be declared), or its publisher is not in confirm mode.
+/// - [`RunError::Consumer`] when the consumer yields an error (its channel or connection failed); in-flight
+///   handlers have finished by then.
 ///
 /// # Example
 ///
@@ -197,6 +363,7 @@ struct TaskResult {
 ///
 /// let options = RunOptions::new()
 ///     .retry(RetryPolicy::DeadLetterAfter(5))
+///     .broker_dead_letters() // the queue was declared with x-dead-letter-exchange
 ///     .concurrency(8)
 ///     .shutdown(async { tokio::signal::ctrl_c().await.ok(); });
 /// let report = run(consumer, |message: Message| async move {
@@ -212,7 +379,7 @@ struct TaskResult {
 /// # }
 /// ```
 pub async fn run<H, Fut, E>(
-    mut consumer: TracedConsumer,
+    consumer: TracedConsumer,
     handler: H,
     options: RunOptions,
 ) -> Result<RunReport, RunError>
@@ -221,25 +388,196 @@ where
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: fmt::Display + Send + 'static,
 {
-    let RunOptions {
-        retry,
-        concurrency,
-        shutdown,
-    } = options;
-    let handler = Arc::new(handler);
-    let mut shutdown: Shutdown = shutdown.unwrap_or_else(|| Box::pin(std::future::pending()));
+    let mut start = Start::new(handler, options);
+    start.prepare(consumer.queue()).await?;
+    match start.session(consumer).await {
+        None => Ok(start.report),
+        Some(source) => Err(RunError::Consumer {
+            source,
+            report: start.report,
+        }),
+    }
+}
+
+/// A runner between sessions: the handler, the options, the shutdown signal and the report so far.
+pub(crate) struct Start<H> {
+    handler: Arc<H>,
+    policy: RetryPolicy,
+    concurrency: usize,
+    shutdown: Shutdown,
+    stopped: bool,
+    retries: Option<(Retries, TracedChannel)>,
+    dead_letters: DeadLetters,
+    order_from: Option<OrderFrom>,
+    report: RunReport,
+}
+
+impl<H, Fut, E> Start<H>
+where
+    H: Fn(Message) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: fmt::Display + Send + 'static,
+{
+    pub(crate) fn new(handler: H, options: RunOptions) -> Self {
+        let RunOptions {
+            retry,
+            concurrency,
+            shutdown,
+            retries,
+            dead_letters,
+            order_from,
+        } = options;
+        Self {
+            handler: Arc::new(handler),
+            policy: retry,
+            concurrency,
+            shutdown: shutdown.unwrap_or_else(|| Box::pin(std::future::pending())),
+            stopped: false,
+            retries,
+            dead_letters,
+            order_from,
+            report: RunReport::default(),
+        }
+    }
+
+    /// The start checks. (Borrows only `Sync` fields, so the future stays `Send`.)
+    pub(crate) fn prepare<'a>(
+        &'a self,
+        queue: &'a str,
+    ) -> impl Future<Output = Result<(), RunError>> + Send + 'a {
+        prepare(queue, self.policy, self.retries.as_ref(), self.dead_letters)
+    }
+
+    pub(crate) fn has_retries(&self) -> bool {
+        self.retries.is_some()
+    }
+
+    /// Republishes retries through `channel` from now on (same tracer and metric handles).
+    pub(crate) fn replace_publisher(&mut self, channel: lapin::Channel) {
+        if let Some((_, publisher)) = &mut self.retries {
+            *publisher = publisher.rebuild(channel);
+        }
+    }
+
+    pub(crate) fn count_reconnect(&mut self) {
+        self.report.reconnects += 1;
+    }
+
+    pub(crate) fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    pub(crate) fn into_report(self) -> RunReport {
+        self.report
+    }
+
+    /// Runs `future` unless the shutdown signal completes first (then `None`).
+    pub(crate) async fn until_shutdown<T>(&mut self, future: impl Future<Output = T>) -> Option<T> {
+        if self.stopped {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            () = &mut self.shutdown => {
+                self.stopped = true;
+                None
+            }
+            value = future => Some(value),
+        }
+    }
+
+    /// One session over `consumer`; the consumer's error, if it failed.
+    pub(crate) async fn session(&mut self, consumer: TracedConsumer) -> Option<lapin::Error> {
+        let runtime = Arc::new(Runtime {
+            handler: Arc::clone(&self.handler),
+            policy: self.policy,
+            retries: self.retries.clone(),
+            dead_letters: self.dead_letters,
+            order_from: self.order_from.clone(),
+        });
+        session(
+            consumer,
+            &runtime,
+            self.concurrency,
+            &mut self.shutdown,
+            &mut self.stopped,
+            &mut self.report,
+        )
+        .await
+    }
+}
+
+/// The start checks: a dead-letter route, and the retry topology.
+async fn prepare(
+    queue: &str,
+    policy: RetryPolicy,
+    retries: Option<&(Retries, TracedChannel)>,
+    dead_letters: DeadLetters,
+) -> Result<(), RunError> {
+    let Some((retries, publisher)) = retries else {
+        if policy != RetryPolicy::Requeue && dead_letters == DeadLetters::Unknown {
+            return Err(RunError::NoDeadLetterRoute {
+                queue: queue.to_owned(),
+            });
+        }
+        return Ok(());
+    };
+    let topology = |reason: String| RunError::Topology {
+        queue: queue.to_owned(),
+        reason,
+    };
+    let channel = publisher.get_ref();
+    if !channel.status().confirm() {
+        return Err(topology(
+            "the retry publisher's channel is not in confirm mode (call confirm_select first)"
+                .to_owned(),
+        ));
+    }
+    if retries.prepare_at_start() {
+        retries.declare(channel).await.map_err(|e| {
+            topology(format!(
+                "declaring the delay and dead-letter queues failed: {e}"
+            ))
+        })
+    } else {
+        retries.check(channel).await.map_err(|e| {
+            topology(format!(
+                "a delay or dead-letter queue is missing ({e}); declare them with Retries::declare or \
+                 Retries::declare_at_start"
+            ))
+        })
+    }
+}
+
+/// Consumes until the consumer ends, fails (the error is returned) or `shutdown` completes; waits for in-flight
+/// handlers.
+async fn session<H, Fut, E>(
+    mut consumer: TracedConsumer,
+    runtime: &Arc<Runtime<H>>,
+    concurrency: usize,
+    shutdown: &mut Shutdown,
+    stopped: &mut bool,
+    report: &mut RunReport,
+) -> Option<lapin::Error>
+where
+    H: Fn(Message) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: fmt::Display + Send + 'static,
+{
     let mut tasks = JoinSet::new();
-    let mut report = RunReport::default();
     let mut failure = None;
     loop {
         tokio::select! {
             biased;
-            () = &mut shutdown => break,
-            Some(joined) = tasks.join_next(), if !tasks.is_empty() => add(&mut report, joined),
+            () = &mut *shutdown, if !*stopped => {
+                *stopped = true;
+                break;
+            }
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => add(report, joined),
             next = consumer.next(), if tasks.len() < concurrency => match next {
                 Some(Ok(delivery)) => {
                     report.handled += 1;
-                    tasks.spawn(process(Arc::clone(&handler), delivery, retry));
+                    tasks.spawn(process(Arc::clone(runtime), delivery));
                 }
                 Some(Err(error)) => {
                     failure = Some(error);
@@ -250,12 +588,9 @@ where
         }
     }
     while let Some(joined) = tasks.join_next().await {
-        add(&mut report, joined);
+        add(report, joined);
     }
-    match failure {
-        None => Ok(report),
-        Some(source) => Err(RunError { source, report }),
-    }
+    failure
 }
 
 fn add(report: &mut RunReport, joined: Result<TaskResult, tokio::task::JoinError>) {
@@ -263,74 +598,209 @@ fn add(report: &mut RunReport, joined: Result<TaskResult, tokio::task::JoinError
         report.lost_tasks += 1;
         return;
     };
-    match result.outcome {
-        SettleOutcome::Ack => report.acked += 1,
-        _ if result.requeue => report.requeued += 1,
-        _ => report.dead_lettered += 1,
+    match result.fate {
+        Fate::Acked => report.acked += 1,
+        Fate::Requeued => report.requeued += 1,
+        Fate::Retried => report.retried += 1,
+        Fate::DeadLettered => report.dead_lettered += 1,
+        Fate::Discarded => report.discarded += 1,
     }
     report.failed += u64::from(result.failed);
     report.panicked += u64::from(result.panicked);
     report.settle_failed += u64::from(result.settle_failed);
 }
 
-async fn process<H, Fut, E>(
-    handler: Arc<H>,
-    delivery: TracedDelivery,
-    retry: RetryPolicy,
-) -> TaskResult
+/// A copy of what is needed to republish a delivery, taken before the handler owns the message.
+struct Copy {
+    data: Vec<u8>,
+    properties: lapin::BasicProperties,
+    attempt: u32,
+}
+
+async fn process<H, Fut, E>(runtime: Arc<Runtime<H>>, delivery: TracedDelivery) -> TaskResult
 where
     H: Fn(Message) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: fmt::Display + Send + 'static,
 {
-    let (message, mut pending) = delivery.into_parts();
+    let (mut message, mut pending) = delivery.into_parts();
+    if let Some(order_from) = &runtime.order_from
+        && message.order().is_none()
+        && let Some(order) = order_from(&message)
+    {
+        let span = message.cx.span();
+        for kv in order.attributes() {
+            span.set_attribute(kv);
+        }
+        message.cx = message.cx.with_value(order);
+        pending.set_context(message.cx.clone());
+    }
     let cx = message.context().clone();
-    let requeue = retry.requeue(message.redelivered(), message.delivery_count());
+    let requeue = runtime
+        .policy
+        .requeue(message.redelivered(), message.delivery_count());
+    let copy = runtime.retries.as_ref().map(|_| Copy {
+        data: message.data().to_vec(),
+        properties: message.properties().clone(),
+        attempt: message.attempt(),
+    });
     let queue = message.shared.queue.clone();
-    let result = AssertUnwindSafe(async move { handler(message).await })
+    let runtime_for_handler = Arc::clone(&runtime);
+    let result = AssertUnwindSafe(async move { (runtime_for_handler.handler)(message).await })
         .catch_unwind()
         .with_context(cx.clone())
         .await;
-    let (action, outcome, failed, panicked) = match result {
-        Ok(Ok(())) => (Action::Ack, None, false, false),
+    let (failed, panicked, error_type) = match result {
+        Ok(Ok(())) => {
+            let settled = pending.settle(Action::Ack, None).await;
+            return TaskResult {
+                fate: Fate::Acked,
+                failed: false,
+                panicked: false,
+                settle_failed: settled.is_err(),
+            };
+        }
         Ok(Err(error)) => {
             let description = error.to_string();
             {
                 let _guard = cx.clone().attach();
-                tracing::warn!(queue = queue.as_str(), requeue, error = %description, "message handler failed");
+                tracing::warn!(queue = queue.as_str(), error = %description, "message handler failed");
             }
             pending.record_error("handler_error", description);
-            (Action::Nack { requeue }, None, true, false)
+            (true, false, "handler_error")
         }
         Err(panic) => {
             let description = panic_message(panic.as_ref());
             {
                 let _guard = cx.clone().attach();
-                tracing::error!(queue = queue.as_str(), requeue, panic = %description, "message handler panicked");
+                tracing::error!(queue = queue.as_str(), panic = %description, "message handler panicked");
             }
             pending.record_error("panic", format!("handler panicked: {description}"));
-            (
-                Action::Nack { requeue },
-                Some(SettleOutcome::Panic),
-                false,
-                true,
-            )
+            (false, true, "panic")
         }
     };
-    let settled = pending.settle(action, outcome).await;
+    let (fate, settled) = match (&runtime.retries, copy) {
+        (Some((retries, publisher)), Some(copy)) => {
+            republish(retries, publisher, copy, &cx, error_type, pending).await
+        }
+        _ if requeue => (
+            Fate::Requeued,
+            pending.settle(Action::Nack { requeue: true }, None).await,
+        ),
+        _ if runtime.dead_letters == DeadLetters::Discard => {
+            {
+                let _guard = cx.clone().attach();
+                let span_context = cx.span().span_context().clone();
+                tracing::error!(
+                    queue = queue.as_str(),
+                    order_id = cx.get::<OrderContext>().map(OrderContext::id),
+                    trace_id = %span_context.trace_id(),
+                    cause = error_type,
+                    "message discarded: the retry policy gave up and the queue has no dead-letter route"
+                );
+            }
+            (
+                Fate::Discarded,
+                pending
+                    .settle(
+                        Action::Nack { requeue: false },
+                        Some(SettleOutcome::Discarded),
+                    )
+                    .await,
+            )
+        }
+        _ => (
+            Fate::DeadLettered,
+            pending.settle(Action::Nack { requeue: false }, None).await,
+        ),
+    };
     TaskResult {
-        outcome: match action {
-            Action::Ack => SettleOutcome::Ack,
-            _ => outcome.unwrap_or(if requeue {
-                SettleOutcome::NackRequeue
-            } else {
-                SettleOutcome::NackDeadLetter
-            }),
-        },
-        requeue,
+        fate,
         failed,
         panicked,
         settle_failed: settled.is_err(),
+    }
+}
+
+/// Republishes a failed delivery to its delay queue or the dead-letter queue, then acks the original; if the
+/// copy is not confirmed, nacks the original with requeue instead.
+async fn republish(
+    retries: &Retries,
+    publisher: &TracedChannel,
+    copy: Copy,
+    cx: &opentelemetry::Context,
+    error_type: &'static str,
+    mut pending: Pending,
+) -> (Fate, Result<(), crate::SettleError>) {
+    let (target, delay) = retries.route(copy.attempt);
+    // The queue's requeue count restarts with the copy: the attempt header carries the history.
+    let mut headers = match copy.properties.headers() {
+        Some(h) if h.contains_key("x-delivery-count") => {
+            let mut map = h.inner().clone();
+            map.remove("x-delivery-count");
+            lapin::types::FieldTable::from(map)
+        }
+        Some(h) => h.clone(),
+        None => lapin::types::FieldTable::default(),
+    };
+    headers.insert(
+        ATTEMPT_HEADER.into(),
+        AMQPValue::LongLongInt(i64::from(copy.attempt.saturating_add(1))),
+    );
+    let span_context = cx.span().span_context().clone();
+    if span_context.is_valid() {
+        let traceparent = format!(
+            "00-{}-{}-{:02x}",
+            span_context.trace_id(),
+            span_context.span_id(),
+            span_context.trace_flags().to_u8()
+        );
+        headers.insert(
+            PREVIOUS_ATTEMPT_HEADER.into(),
+            AMQPValue::LongString(traceparent.into()),
+        );
+    }
+    if delay.is_none() {
+        headers.insert(
+            DEAD_LETTER_CAUSE_HEADER.into(),
+            AMQPValue::LongString(error_type.into()),
+        );
+    }
+    let properties = republish_properties(&copy.properties, headers, delay);
+    let (fate, outcome) = match delay {
+        Some(_) => (Fate::Retried, SettleOutcome::Retry),
+        None => (Fate::DeadLettered, SettleOutcome::DeadLetter),
+    };
+    match publisher.republish(&target, &copy.data, properties).await {
+        Ok(()) => {
+            cx.span().set_attribute(opentelemetry::KeyValue::new(
+                "orderscope.retry.destination",
+                target,
+            ));
+            if let Some(delay) = delay {
+                #[allow(clippy::cast_possible_truncation)]
+                cx.span().set_attribute(opentelemetry::KeyValue::new(
+                    "orderscope.retry.delay_ms",
+                    delay.as_millis().min(i64::MAX as u128) as i64,
+                ));
+            }
+            (fate, pending.settle(Action::Ack, Some(outcome)).await)
+        }
+        Err(error) => {
+            {
+                let _guard = cx.clone().attach();
+                tracing::error!(
+                    target_queue = target.as_str(),
+                    error = %error,
+                    "the retry copy was not confirmed; the message is requeued instead"
+                );
+            }
+            pending.record_error("republish_failed", error.to_string());
+            (
+                Fate::Requeued,
+                pending.settle(Action::Nack { requeue: true }, None).await,
+            )
+        }
     }
 }
 

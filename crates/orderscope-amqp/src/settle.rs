@@ -104,6 +104,11 @@ impl Pending {
         }
     }
 
+    /// Replaces the context (same span, more values: an order found in the message).
+    pub(crate) fn set_context(&mut self, cx: Context) {
+        self.cx = cx;
+    }
+
     /// Marks the processing as failed: span status ERROR, and `error_type` on the process duration.
     pub(crate) fn record_error(&mut self, error_type: &'static str, description: String) {
         self.error_type = Some(error_type);

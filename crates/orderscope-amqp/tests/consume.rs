@@ -131,7 +131,7 @@ async fn wrong_typed_headers_are_ignored_counted_and_the_message_processed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redelivered_message_starts_a_new_trace_linked_to_the_producer() {
+async fn a_redelivered_message_stays_in_the_producers_trace_as_attempt_two() {
     let m = metrics();
     let conn = connect().await;
     let queue = unique("redeliver");
@@ -157,10 +157,17 @@ async fn a_redelivered_message_starts_a_new_trace_linked_to_the_producer() {
     let mut consumer = traced_consumer(&consume_channel(&conn, 5).await, &queue).await;
     let first = next(&mut consumer).await;
     assert!(!first.is_retry());
+    assert_eq!(first.attempt(), 1);
     first.nack(true).await.expect("nack requeue");
     let second = next(&mut consumer).await;
     assert!(second.redelivered());
     assert!(second.is_retry());
+    assert_eq!(second.attempt(), 2);
+    assert_eq!(
+        second.delivery_count(),
+        None,
+        "a classic queue does not count requeues"
+    );
     assert_eq!(second.order().map(|o| o.id()), Some("ORD-RETRY-1"));
     second.ack().await.expect("ack");
 
@@ -191,8 +198,11 @@ async fn a_redelivered_message_starts_a_new_trace_linked_to_the_producer() {
         .unwrap();
     assert_eq!(first.trace_id, producer_trace);
     assert_eq!(first.parent_span_id.as_deref(), Some(producer_span));
-    assert!(retry.is_root(), "a retry is not parented");
-    assert_ne!(retry.trace_id, producer_trace);
+    // One trace per message: the retry is a child of the producer's span too, numbered.
+    assert_eq!(retry.trace_id, producer_trace);
+    assert_eq!(retry.parent_span_id.as_deref(), Some(producer_span));
+    assert_eq!(first.attr_i64("orderscope.attempt"), Some(1));
+    assert_eq!(retry.attr_i64("orderscope.attempt"), Some(2));
     assert!(
         retry
             .links

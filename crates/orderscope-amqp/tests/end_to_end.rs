@@ -183,7 +183,8 @@ async fn publish_then_consume_is_one_trace() {
     }
     assert_eq!(
         publish.attr_str("messaging.destination.name"),
-        Some("amq.default")
+        Some(queue.as_str()),
+        "the default exchange is left out: the routing key alone"
     );
     assert_eq!(publish.attr_str("messaging.operation.type"), Some("send"));
     assert_eq!(publish.attr_str("server.address"), Some("127.0.0.1"));

@@ -148,6 +148,66 @@ async fn acked_publish_keeps_caller_headers_and_traceparent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copied_headers_get_the_current_trace_inside_a_span_unless_kept() {
+    use opentelemetry::context::FutureExt as _;
+    use opentelemetry::trace::{TraceContextExt as _, Tracer as _};
+    let conn = connect().await;
+    let queue = unique("stale");
+    let channel = confirm_channel(&conn).await;
+    declare_queue(&channel, &queue, FieldTable::default()).await;
+    let stale = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let copied = || {
+        let mut headers = FieldTable::default();
+        headers.insert("traceparent".into(), long(stale));
+        headers.insert("tracestate".into(), long("old=1"));
+        BasicProperties::default().with_headers(headers)
+    };
+    let handler_span = spans().tracer("handler").start("handle incoming");
+    let handler_cx = opentelemetry::Context::current_with_span(handler_span);
+    let trace_id = handler_cx.span().span_context().trace_id().to_string();
+    for keep in [false, true] {
+        let traced = TracedChannel::builder(channel.clone())
+            .tracer(tracer(spans().provider()))
+            .keep_caller_trace_context(keep)
+            .build();
+        traced
+            .publish(
+                "".into(),
+                queue.as_str().into(),
+                BasicPublishOptions::default(),
+                b"x",
+                copied(),
+            )
+            .with_context(handler_cx.clone())
+            .await
+            .expect("acked");
+        let got = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+            .expect("message in the queue");
+        let headers = got.delivery.properties.headers().clone().unwrap();
+        let traceparent = match headers.inner().get("traceparent") {
+            Some(AMQPValue::LongString(s)) => String::from_utf8(s.as_bytes().to_vec()).unwrap(),
+            other => panic!("traceparent {other:?}"),
+        };
+        if keep {
+            assert_eq!(traceparent, stale);
+        } else {
+            assert!(
+                traceparent.contains(&trace_id),
+                "{traceparent} continues {trace_id}"
+            );
+            assert!(
+                !headers.contains_key("tracestate"),
+                "the stale tracestate went with it"
+            );
+        }
+    }
+    cleanup(&conn, &[&queue], &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_on_a_closed_channel_is_channel_closed() {
     let m = metrics();
     let conn = connect().await;
@@ -187,50 +247,54 @@ async fn publish_on_a_closed_channel_is_channel_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_confirm_mode_only_the_duration_is_recorded() {
+async fn without_confirm_mode_publishes_are_counted_as_unconfirmed() {
     let m = metrics();
     let conn = connect().await;
     let queue = unique("noconfirm");
+    let exchange = unique("noconfirm-x");
     let channel = conn.create_channel().await.unwrap();
+    declare_exchange(&channel, &exchange).await;
     declare_queue(&channel, &queue, FieldTable::default()).await;
+    bind(&channel, &queue, &exchange, "k").await;
     let traced = TracedChannel::builder(channel)
         .tracer(tracer(spans().provider()))
         .build();
-    let outcome = traced
-        .publish(
-            "".into(),
-            queue.as_str().into(),
-            BasicPublishOptions::default(),
-            b"x",
-            BasicProperties::default(),
-        )
-        .await
-        .unwrap();
-    assert!(!outcome.confirmed());
-    // Unconfirmed: nothing is known about the message's fate, so no outcome is counted.
+    for _ in 0..3 {
+        let outcome = traced
+            .publish(
+                exchange.as_str().into(),
+                "k".into(),
+                BasicPublishOptions::default(),
+                b"x",
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap();
+        assert!(!outcome.confirmed());
+    }
+    // Counted, with an outcome that says nothing is known about the message's fate.
+    let labels = |outcome| {
+        [
+            ("messaging_system", "rabbitmq"),
+            ("messaging_destination_name", exchange.as_str()),
+            ("outcome", outcome),
+        ]
+    };
+    assert_eq!(m.counter(SENT, &labels("unconfirmed")), 3);
+    assert_eq!(m.counter(SENT, &labels("ack")), 0);
     assert_eq!(
-        m.counter(
-            SENT,
-            &[
-                ("messaging_system", "rabbitmq"),
-                ("messaging_destination_name", "amq.default"),
-                ("outcome", "ack"),
-            ]
-        ),
-        0
-    );
-    assert!(
-        !m.histogram(
+        m.histogram(
             DURATION,
             &[
                 ("messaging_system", "rabbitmq"),
-                ("messaging_destination_name", "amq.default"),
+                ("messaging_destination_name", exchange.as_str()),
                 ("messaging_operation_name", "publish"),
             ]
         )
-        .is_empty()
+        .len(),
+        3
     );
-    cleanup(&conn, &[&queue], &[]).await;
+    cleanup(&conn, &[&queue], &[&exchange]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,50 +341,53 @@ async fn destinations_beyond_the_limit_share_the_overflow_series() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirms_that_do_not_arrive_in_time_are_timeouts() {
-    const N: usize = 200;
+    const N: usize = 20;
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
     let m = metrics();
-    let conn = connect().await;
+    // The client talks to the broker through a proxy that holds every frame the broker sends while the
+    // messages are published: no confirm can reach the client before the timeout.
+    let proxy = Proxy::start().await;
+    let conn = lapin::Connection::connect(&proxy.uri, lapin::ConnectionProperties::default())
+        .await
+        .expect("connect through the proxy");
     let exchange = unique("timeout");
     let queue = unique("timeout-q");
     let channel = confirm_channel(&conn).await;
     declare_exchange(&channel, &exchange).await;
-    // Persistent messages to a quorum queue are confirmed only once replicated and written to disk: a
-    // round trip plus an fsync, far beyond the shortest timer tokio has (one millisecond).
-    let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), long("quorum"));
-    channel
-        .queue_declare(
-            queue.as_str().into(),
-            lapin::options::QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            expiring(args),
-        )
-        .await
-        .expect("declare quorum queue");
+    declare_queue(&channel, &queue, FieldTable::default()).await;
     bind(&channel, &queue, &exchange, "k").await;
     let traced = TracedChannel::builder(channel)
         .tracer(tracer(spans().provider()))
-        .confirm_timeout(Some(std::time::Duration::ZERO))
+        .confirm_timeout(Some(TIMEOUT))
         .build();
-    let results = futures_util::future::join_all((0..N).map(|_| {
+    let publish = || {
         traced.publish(
             exchange.as_str().into(),
             "k".into(),
             BasicPublishOptions::default(),
             b"x",
-            BasicProperties::default().with_delivery_mode(2),
+            BasicProperties::default(),
         )
-    }))
-    .await;
-    let timeouts = results
-        .iter()
-        .filter(|r| matches!(r, Err(PublishError::Timeout(_))))
-        .count();
-    let acks = results.iter().filter(|r| r.is_ok()).count();
-    assert_eq!(timeouts + acks, N, "only acks and timeouts: {results:?}");
-    assert!(timeouts > 0, "no confirm of {N} missed a zero timeout");
+    };
+    proxy.hold(true);
+    let started = std::time::Instant::now();
+    let results = futures_util::future::join_all((0..N).map(|_| publish())).await;
+    let waited = started.elapsed();
+    proxy.hold(false);
+    for result in &results {
+        assert!(
+            matches!(result, Err(PublishError::Timeout(t)) if *t == TIMEOUT),
+            "{result:?}"
+        );
+    }
+    assert!(waited >= TIMEOUT, "timed out after {waited:?}");
+    // Released, the channel works again: the late confirms are ignored and a new publish is acked.
+    assert!(
+        publish()
+            .await
+            .expect("confirmed after release")
+            .confirmed()
+    );
     let labels = |outcome| {
         [
             ("messaging_system", "rabbitmq"),
@@ -331,9 +398,19 @@ async fn confirms_that_do_not_arrive_in_time_are_timeouts() {
     let [a, b, c] = labels("timeout");
     assert_eq!(
         m.counter(SENT, &[a, b, c, ("error_type", "timeout")]),
-        timeouts as u64
+        N as u64
     );
-    assert_eq!(m.counter(SENT, &labels("ack")), acks as u64);
+    assert_eq!(m.counter(SENT, &labels("ack")), 1);
+    // All N + 1 messages reached the queue: a timeout says nothing about the message's fate.
+    let mut count = 0;
+    for _ in 0..100 {
+        count = message_count(&conn, &queue).await;
+        if count == N as u32 + 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(count, N as u32 + 1);
     cleanup(&conn, &[&queue], &[&exchange]).await;
 }
 

@@ -81,6 +81,7 @@ async fn handler_error_dead_letters_with_trace_headers_intact() {
         },
         RunOptions::new()
             .retry(RetryPolicy::DeadLetter)
+            .broker_dead_letters()
             .shutdown(async {
                 let _ = done_rx.await;
             }),
@@ -185,10 +186,13 @@ async fn panicking_handlers_lose_no_message_and_the_runner_keeps_going() {
     let report = run(
         consumer(&conn, &queue, 20).await,
         handler,
-        RunOptions::new().concurrency(8).shutdown({
-            let all_done = Arc::clone(&all_done);
-            async move { all_done.notified().await }
-        }),
+        RunOptions::new()
+            .broker_dead_letters()
+            .concurrency(8)
+            .shutdown({
+                let all_done = Arc::clone(&all_done);
+                async move { all_done.notified().await }
+            }),
     )
     .await
     .expect("runner");
@@ -223,13 +227,27 @@ async fn panicking_handlers_lose_no_message_and_the_runner_keeps_going() {
     assert_eq!(m.counter(CONSUMED, &base), 2 * N as u64);
     assert_eq!(m.gauge(UNSETTLED, &base), 0.0);
     let [a, b] = base;
+    // A panic is recorded where the message went, with the cause as error_type.
     assert_eq!(
         m.histogram(
             PROCESS,
-            &[a, b, ("outcome", "panic"), ("error_type", "panic")]
+            &[a, b, ("outcome", "nack_requeue"), ("error_type", "panic")]
         )
         .len(),
-        N + N / 10
+        N
+    );
+    assert_eq!(
+        m.histogram(
+            PROCESS,
+            &[
+                a,
+                b,
+                ("outcome", "nack_dead_letter"),
+                ("error_type", "panic")
+            ]
+        )
+        .len(),
+        N / 10
     );
     assert_eq!(
         m.histogram(PROCESS, &[a, b, ("outcome", "ack")]).len(),
@@ -286,9 +304,12 @@ async fn shutdown_waits_for_in_flight_handlers_to_settle() {
     let runner = tokio::spawn(run(
         consumer(&conn, &queue, N as u16).await,
         handler,
-        RunOptions::new().concurrency(N).shutdown(async {
-            let _ = stop_rx.await;
-        }),
+        RunOptions::new()
+            .retry(RetryPolicy::Requeue)
+            .concurrency(N)
+            .shutdown(async {
+                let _ = stop_rx.await;
+            }),
     ));
     all_started.notified().await;
     stop_tx.send(()).unwrap();

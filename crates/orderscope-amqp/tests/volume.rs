@@ -104,10 +104,13 @@ async fn ten_thousand_messages_are_each_settled_exactly_once() {
     let report = run(
         consumer,
         handler,
-        RunOptions::new().concurrency(32).shutdown({
-            let all_seen = Arc::clone(&all_seen);
-            async move { all_seen.notified().await }
-        }),
+        RunOptions::new()
+            .retry(orderscope_amqp::RetryPolicy::Requeue)
+            .concurrency(32)
+            .shutdown({
+                let all_seen = Arc::clone(&all_seen);
+                async move { all_seen.notified().await }
+            }),
     )
     .await
     .expect("runner");

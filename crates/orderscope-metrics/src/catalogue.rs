@@ -286,7 +286,7 @@ pub mod defs {
     /// The [`MESSAGING_CLIENT_SENT_MESSAGES`](super::MESSAGING_CLIENT_SENT_MESSAGES) entry.
     pub const MESSAGING_CLIENT_SENT_MESSAGES: MetricDef = counter(
         super::MESSAGING_CLIENT_SENT_MESSAGES,
-        "Messages published, by broker outcome.",
+        "Messages published, by broker outcome (unconfirmed without publisher confirms).",
         &[
             l::MESSAGING_SYSTEM,
             l::MESSAGING_DESTINATION_NAME,

@@ -55,7 +55,7 @@ type ExporterFactory = Box<
 /// - a global `tracing` subscriber: [`EnvFilter`] from `RUST_LOG` (default `info`); log lines as
 ///   one JSON object per line ([`JsonLayer`], the default) or human-readable
 ///   (`ORDERSCOPE_LOG_FORMAT=pretty`); and the `tracing-opentelemetry` layer;
-/// - an OpenTelemetry [`SdkTracerProvider`] with `orderscope_context::OrderSpanProcessor` (order
+/// - an OpenTelemetry [`SdkTracerProvider`] with [`OrderSpanProcessor`](crate::OrderSpanProcessor) (order
 ///   fields on every span) and a batch span processor with a bounded queue, exporting by OTLP when
 ///   `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` is set, over
 ///   `OTEL_EXPORTER_OTLP_PROTOCOL` = `http/protobuf` (the default) or `grpc`; also installed as

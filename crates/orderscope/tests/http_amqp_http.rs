@@ -300,6 +300,7 @@ async fn http_to_amqp_to_http_is_one_trace() {
         move |message: Message| call_b(client.clone(), b, message),
         RunOptions::new()
             .retry(RetryPolicy::DeadLetter)
+            .discard_dead_letters()
             .shutdown(async move {
                 let _ = stop_rx.await;
             }),
@@ -446,9 +447,10 @@ async fn http_to_amqp_to_http_is_one_trace() {
     assert_eq!(a_server.attr_str("http.route"), Some("/orders/{id}"));
     assert_eq!(a_server.attr_i64("http.response.status_code"), Some(202));
     assert_eq!(publish.attr_str("messaging.system"), Some("rabbitmq"));
+    // The messaging conventions' RabbitMQ destination: `{exchange}:{routing key}`.
     assert_eq!(
         publish.attr_str("messaging.destination.name"),
-        Some(exchange.as_str())
+        Some(format!("{exchange}:{routing_key}").as_str())
     );
     assert_eq!(
         publish.attr_str("messaging.rabbitmq.destination.routing_key"),
@@ -461,7 +463,7 @@ async fn http_to_amqp_to_http_is_one_trace() {
     );
     assert_eq!(
         process.attr_str("messaging.destination.name"),
-        Some(queue.as_str())
+        Some(format!("{exchange}:{routing_key}:{queue}").as_str())
     );
     assert_eq!(
         process.attr_str("messaging.message.id"),

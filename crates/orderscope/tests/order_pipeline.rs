@@ -14,7 +14,8 @@
 //! - the unroutable status message and the panicking handler are visible in the metrics;
 //! - the MES dashboard filters (status, channel, overdue, id) and pages;
 //! - `/metrics` of each service passes `promtool check metrics` (when promtool is installed);
-//! - the JSON log lines of all services for one order share its `trace_id` and `order.id`.
+//! - the JSON log lines of all services for one order share its `trace_id` and `order.id`;
+//! - all of this while the broker closes the services' consumer connections mid-run.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -69,6 +70,9 @@ fn run_pipeline() -> Outcome {
         amqp_prefix: amqp_prefix(),
         delete_topology: true,
         embedded_receiver: true,
+        // The broker closes the consumers' connections once the orders are placed: they come
+        // back, and every order still finishes.
+        close_consumer_connections: true,
         ..Options::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -254,23 +258,39 @@ fn order_pipeline_end_to_end() {
                 }
             }
             Expect::DeadLettered => {
-                let process = spans
-                    .iter()
-                    .find(|s| service(s) == "mes" && s.kind == SpanKind::Consumer);
+                let process = spans.iter().find(|s| {
+                    service(s) == "mes"
+                        && s.kind == SpanKind::Consumer
+                        && s.attr_i64("orderscope.attempt") == Some(1)
+                });
                 if !process.is_some_and(|s| matches!(s.status, Status::Error { .. })) {
                     problems.push(format!(
                         "{id}: the panicking delivery is not marked as an error"
                     ));
                 }
-                // The retry and the dead letter are traces of their own, linked to the first.
-                let linked = traces
+                // One trace per order: the retry and the dead letter are in the order's trace, each
+                // attempt numbered and linked to the one before.
+                let mut attempts: Vec<_> = spans
                     .iter()
-                    .filter(|(t, _)| *t != *trace_id)
-                    .flat_map(|(_, s)| s.iter())
-                    .filter(|s| s.kind == SpanKind::Consumer && !s.links.is_empty())
-                    .count();
-                if linked < 2 {
-                    problems.push(format!("{id}: expected the redelivery and the dead letter as linked traces, found {linked}"));
+                    .filter(|s| service(s) == "mes" && s.kind == SpanKind::Consumer)
+                    .collect();
+                attempts.sort_by_key(|s| s.attr_i64("orderscope.attempt"));
+                let numbers: Vec<Option<i64>> = attempts
+                    .iter()
+                    .map(|s| s.attr_i64("orderscope.attempt"))
+                    .collect();
+                if numbers != [Some(1), Some(2), Some(3)] {
+                    problems.push(format!(
+                        "{id}: expected MES attempts 1, 2 and the dead letter (3) in the order's trace, found {numbers:?}"
+                    ));
+                } else if !attempts[1]
+                    .links
+                    .iter()
+                    .any(|l| l.span_id == attempts[0].span_id)
+                {
+                    problems.push(format!(
+                        "{id}: the retry does not link to the first attempt"
+                    ));
                 }
             }
             _ => {}
@@ -290,11 +310,11 @@ fn order_pipeline_end_to_end() {
     let panics = sample_sum(
         mes_metrics,
         "messaging_process_duration_seconds_count",
-        &[("outcome", "panic")],
+        &[("error_type", "panic")],
     );
     if panics < 1.0 {
         problems.push(format!(
-            "mes: no messaging_process_duration_seconds_count{{outcome=\"panic\"}} ({panics})"
+            "mes: no messaging_process_duration_seconds_count{{error_type=\"panic\"}} ({panics})"
         ));
     }
     let overdue = sample_sum(

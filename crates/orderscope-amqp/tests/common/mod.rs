@@ -293,3 +293,130 @@ pub async fn receive(conn: &Connection, queue: &str, n: usize) -> Vec<lapin::mes
     let _ = channel.close(200, "done".into()).await;
     out
 }
+
+/// A TCP proxy between the client and the broker whose broker-to-client direction can be held: while held, no
+/// frame from the broker (a publisher confirm, say) reaches the client.
+pub struct Proxy {
+    /// The `amqp://` URI that goes through the proxy.
+    pub uri: String,
+    hold: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Proxy {
+    /// Starts the proxy on 127.0.0.1, port 0.
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let broker = amqp_addr();
+        let target = broker
+            .rsplit('@')
+            .next()
+            .unwrap_or("127.0.0.1:5672")
+            .trim_end_matches('/')
+            .to_owned();
+        let target = target
+            .split('/')
+            .next()
+            .unwrap_or("127.0.0.1:5672")
+            .to_owned();
+        let credentials = broker
+            .strip_prefix("amqp://")
+            .and_then(|rest| rest.split_once('@'))
+            .map_or_else(String::new, |(c, _)| format!("{c}@"));
+        let hold = std::sync::Arc::new(tokio::sync::watch::channel(false).0);
+        let hold_for_task = std::sync::Arc::clone(&hold);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let target = target.clone();
+                let hold = hold_for_task.subscribe();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let upstream = tokio::io::copy(&mut client_read, &mut server_write);
+                    let downstream = async move {
+                        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                        let mut hold = hold;
+                        let mut buf = vec![0_u8; 64 * 1024];
+                        loop {
+                            let n = match server_read.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            // Bytes read while held are delivered only once released.
+                            if hold.wait_for(|held| !*held).await.is_err() {
+                                return;
+                            }
+                            if client_write.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        _ = upstream => {}
+                        () = downstream => {}
+                    }
+                });
+            }
+        });
+        Self {
+            uri: format!("amqp://{credentials}127.0.0.1:{port}/%2f"),
+            hold,
+        }
+    }
+
+    /// Holds (or releases) everything the broker sends to the client.
+    pub fn hold(&self, held: bool) {
+        self.hold.send_replace(held);
+    }
+}
+
+/// Closes this test's own connections — those with the client-provided name `name` — through `rabbitmqctl`,
+/// as a broker restart or an operator would. Never touches other connections on the shared broker. Returns
+/// how many were closed.
+pub async fn close_connections_named(name: &str) -> usize {
+    let list = tokio::process::Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "-q",
+            "--no-table-headers",
+            "pid",
+            "client_properties",
+        ])
+        .output()
+        .await
+        .expect("these tests need rabbitmqctl on PATH to close their own connections");
+    assert!(
+        list.status.success(),
+        "rabbitmqctl list_connections: {list:?}"
+    );
+    let mut closed = 0;
+    for line in String::from_utf8_lossy(&list.stdout).lines() {
+        // The client properties hold the connection name (names are unique per test).
+        let Some((pid, properties)) = line.split_once('\t') else {
+            continue;
+        };
+        if !properties.contains(&format!("\"{name}\"")) {
+            continue;
+        }
+        let status = tokio::process::Command::new("rabbitmqctl")
+            .args([
+                "close_connection",
+                pid.trim(),
+                "orderscope test: simulated broker close",
+            ])
+            .output()
+            .await
+            .expect("rabbitmqctl close_connection");
+        assert!(
+            status.status.success(),
+            "rabbitmqctl close_connection: {status:?}"
+        );
+        closed += 1;
+    }
+    closed
+}

@@ -10,9 +10,11 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
-use lapin::options::{BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use orderscope::amqp::{Message, RetryPolicy, RunOptions, TracedChannel, run};
+use orderscope::amqp::{
+    Consume, Message, RetryPolicy, RunOptions, TracedChannel, run_reconnecting,
+};
 use orderscope::tower::Order;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -57,27 +59,19 @@ pub(crate) async fn start(stop: Stop) -> Built {
         statuses,
     });
 
-    // Status updates from MES.
-    let consume_channel = connection.create_channel().await?;
-    consume_channel
-        .basic_qos(16, BasicQosOptions::default())
-        .await?;
-    let consumer = TracedChannel::new(consume_channel)
-        .consume(
-            topology.crm_queue().into(),
-            "crm".into(),
-            Default::default(),
-            Default::default(),
-        )
-        .await?;
+    // Status updates from MES, on a connection of their own that comes back when the broker
+    // closes it.
     let handler_crm = Arc::clone(&crm);
     let options = RunOptions::new()
         .retry(RetryPolicy::DeadLetterAfter(3))
+        .discard_dead_letters() // a status update that fails four times is logged and dropped
         .concurrency(4)
         .shutdown(stop.wait());
+    let consume = Consume::new(topology.crm_queue(), "crm").prefetch(16);
     let runner = tokio::spawn(async move {
-        let result = run(
-            consumer,
+        let result = run_reconnecting(
+            crate::amqp::connector("crm"),
+            consume,
             move |message: Message| {
                 let crm = Arc::clone(&handler_crm);
                 async move { crm.on_status(&message) }

@@ -9,10 +9,12 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
-use lapin::options::{BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use orderscope::OrderContext;
-use orderscope::amqp::{Message, PublishError, RetryPolicy, RunOptions, TracedChannel, run};
+use orderscope::amqp::{
+    Consume, Message, PublishError, RetryPolicy, RunOptions, TracedChannel, run_reconnecting,
+};
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::Instrument as _;
@@ -69,56 +71,44 @@ pub(crate) async fn start(stop: Stop) -> Built {
     });
 
     // New orders: one at a time, in order (the planner is a single machine). A failing or
-    // panicking handler gets one retry, then its message goes to the dead-letter queue.
-    let orders_channel = connection.create_channel().await?;
-    orders_channel
-        .basic_qos(1, BasicQosOptions::default())
-        .await?;
-    let consumer = TracedChannel::new(orders_channel)
-        .consume(
-            topology.mes_queue().into(),
-            "mes".into(),
-            Default::default(),
-            Default::default(),
-        )
-        .await?;
+    // panicking handler gets one retry half a second later (the order waits in
+    // `mes.orders.retry.1`, not in front of the others), then its message goes to the dead-letter
+    // queue. The consumers reconnect when the broker closes their connection.
+    let connector = crate::amqp::connector("mes");
+    let retries = crate::amqp::mes_retries(&topology);
     let m = Arc::clone(&mes);
     let options = RunOptions::new()
-        .retry(RetryPolicy::DeadLetterAfter(1))
+        .retries(retries, mes.publisher.clone())
+        // Orders from publishers without baggage: the id is in the body.
+        .order_from(|message| {
+            let order: OrderMessage = serde_json::from_slice(message.data()).ok()?;
+            OrderContext::new(order.order_id).ok()
+        })
         .shutdown(stop.clone().wait());
+    let consume = Consume::new(topology.mes_queue(), "mes").prefetch(1);
     let orders = tokio::spawn(async move {
         let handler = move |message: Message| {
             let mes = Arc::clone(&m);
             async move { mes.on_order(message).await }
         };
-        if let Err(e) = run(consumer, handler, options).await {
+        if let Err(e) = run_reconnecting(connector, consume, handler, options).await {
             tracing::error!(error = %e, "the order consumer stopped");
         }
     });
 
     // Dead letters: parked for the operators, visible on the dashboard.
-    let dead_channel = connection.create_channel().await?;
-    dead_channel
-        .basic_qos(8, BasicQosOptions::default())
-        .await?;
-    let consumer = TracedChannel::new(dead_channel)
-        .consume(
-            topology.mes_dead_letter_queue().into(),
-            "mes-dead-letters".into(),
-            Default::default(),
-            Default::default(),
-        )
-        .await?;
     let m = Arc::clone(&mes);
     let options = RunOptions::new()
         .retry(RetryPolicy::Requeue)
         .shutdown(stop.wait());
+    let consume = Consume::new(topology.mes_dead_letter_queue(), "mes-dead-letters").prefetch(8);
     let dead = tokio::spawn(async move {
         let handler = move |message: Message| {
             let mes = Arc::clone(&m);
             async move { mes.on_dead_letter(&message) }
         };
-        if let Err(e) = run(consumer, handler, options).await {
+        let connector = crate::amqp::connector("mes-dead-letters");
+        if let Err(e) = run_reconnecting(connector, consume, handler, options).await {
             tracing::error!(error = %e, "the dead-letter consumer stopped");
         }
         let _ = connection.close(200, "bye".into()).await;

@@ -132,6 +132,11 @@ impl Topology {
         }
     }
 
+    /// The prefix of every name (empty outside tests).
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     fn name(&self, base: &str) -> String {
         format!("{}{base}", self.prefix)
     }
@@ -166,6 +171,8 @@ impl Topology {
             self.mes_queue(),
             self.crm_queue(),
             self.mes_dead_letter_queue(),
+            // MES's delay queue for its one retry (orderscope's `Retries`).
+            format!("{}.retry.1", self.mes_queue()),
         ]
     }
 }

@@ -41,6 +41,10 @@ pub(crate) struct Options {
     pub(crate) delete_topology: bool,
     /// Use the embedded OTLP receiver even when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (tests).
     pub(crate) embedded_receiver: bool,
+    /// Once the orders are placed, have the broker close the services' consumer connections (those
+    /// named with `amqp_prefix`, through `rabbitmqctl close_connection`), as a broker restart would:
+    /// the consumers reconnect and every order still finishes (tests).
+    pub(crate) close_consumer_connections: bool,
 }
 
 /// Why the pipeline could not run.
@@ -529,6 +533,24 @@ pub(crate) async fn run(launch: &Launch, options: &Options) -> Result<Outcome, P
             return Err(PipelineError::Other(e));
         }
     };
+
+    if options.close_consumer_connections {
+        match crate::amqp::close_connections_named(&options.amqp_prefix).await {
+            Ok(closed) if closed > 0 => {
+                eprintln!("closed {closed} consumer connections mid-run");
+            }
+            Ok(_) => {
+                stop_all(&mut services).await;
+                return Err(PipelineError::Other(
+                    "no consumer connection to close mid-run".to_owned(),
+                ));
+            }
+            Err(e) => {
+                stop_all(&mut services).await;
+                return Err(PipelineError::Other(e));
+            }
+        }
+    }
 
     // Wait for the pipeline to settle: MES finished every order, the CRM heard back about those
     // whose status can reach it. The services answer when it happened (no polling).

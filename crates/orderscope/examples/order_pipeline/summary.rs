@@ -218,7 +218,15 @@ fn red_amqp(out: &mut String, samples: &BTreeMap<Role, Vec<Sample>>) {
                 "consumed {}",
                 sum(s, "messaging_client_consumed_messages_total", on)
             )];
-            for outcome in ["ack", "nack_requeue", "nack_dead_letter", "reject", "panic"] {
+            for outcome in [
+                "ack",
+                "nack_requeue",
+                "nack_dead_letter",
+                "reject",
+                "retry",
+                "dead_letter",
+                "discarded",
+            ] {
                 let n = sum(s, process, |x| on(x) && label(x, "outcome") == outcome);
                 if n > 0 {
                     parts.push(format!("{outcome} {n}"));
