@@ -57,6 +57,8 @@
 
 mod json;
 mod stage;
+mod tracker;
 
 pub use self::json::*;
 pub use self::stage::*;
+pub use self::tracker::*;
