@@ -50,11 +50,7 @@ fn capture(f: impl FnOnce()) -> Series {
         .collect()
 }
 
-fn value(
-    series: &Series,
-    name: &str,
-    stage: &str,
-) -> Option<f64> {
+fn value(series: &Series, name: &str, stage: &str) -> Option<f64> {
     series
         .iter()
         .find(|(n, l, _)| n == name && l.iter().any(|(k, v)| k == "stage" && v == stage))
