@@ -38,3 +38,10 @@ ensure_rabbitmq() {
   echo "error: RabbitMQ did not start listening on 127.0.0.1:5672 within 120 s" >&2
   return 1
 }
+
+# Makes sure a headless Chromium is installed (Debian package `chromium`), for the order page test.
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1; then echo "==> chromium is installed"; return 0; fi
+  echo "==> installing Chromium (Debian package chromium)"
+  apt_install chromium
+}

@@ -61,6 +61,8 @@ pub(crate) struct TelemetryInner {
     pub(crate) queue: Arc<QueueState>,
     pub(crate) otlp_runtime: Option<OtlpRuntime>,
     pub(crate) upkeep: Option<Upkeep>,
+    /// Samples the USE signals and the order tracker; stops when dropped.
+    pub(crate) use_ticker: Option<orderscope_runtime::Ticker>,
 }
 
 impl fmt::Debug for Telemetry {
@@ -160,6 +162,8 @@ impl Telemetry {
             return Ok(());
         };
         let timeout = self.config.shutdown_timeout;
+        // The sampling thread first: it writes metrics and stall lines.
+        drop(inner.use_ticker.take());
         inner.logs_shut_down.store(true, Ordering::Relaxed);
         let (traces, logs) = both(
             &inner,

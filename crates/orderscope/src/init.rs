@@ -96,6 +96,7 @@ pub fn builder(service_name: &str) -> TelemetryBuilder {
         log_writer: None,
         exporter: None,
         panic_hook: true,
+        use_signals: Default::default(),
     }
 }
 
@@ -152,6 +153,7 @@ pub struct TelemetryBuilder {
     log_writer: Option<BoxMakeWriter>,
     exporter: Option<ExporterFactory>,
     panic_hook: bool,
+    use_signals: crate::use_signals::UseSignals,
 }
 
 impl fmt::Debug for TelemetryBuilder {
@@ -165,6 +167,10 @@ impl fmt::Debug for TelemetryBuilder {
 }
 
 impl TelemetryBuilder {
+    pub(crate) fn use_signals_mut(&mut self) -> &mut crate::use_signals::UseSignals {
+        &mut self.use_signals
+    }
+
     /// Adds a resource attribute. Beats the same key in `OTEL_RESOURCE_ATTRIBUTES`.
     /// `service.name` is ignored here: it is the name given to [`builder`].
     pub fn with_resource_attribute(
@@ -553,6 +559,10 @@ impl TelemetryBuilder {
         })?;
 
         log_startup(&config);
+        let (use_ticker, use_warnings) = self.use_signals.start();
+        for warning in use_warnings {
+            tracing::warn!("{warning}");
+        }
 
         Ok(Telemetry::new(
             TelemetryInner {
@@ -562,6 +572,7 @@ impl TelemetryBuilder {
                 queue,
                 otlp_runtime,
                 upkeep: Some(upkeep),
+                use_ticker,
             },
             prometheus,
             config,

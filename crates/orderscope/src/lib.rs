@@ -64,7 +64,9 @@ mod env;
 mod error;
 mod guard;
 mod init;
+mod order_page;
 pub mod prelude;
+mod use_signals;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -81,6 +83,7 @@ pub use self::guard::Telemetry;
 pub use self::init::{
     EXPORT_FAILURES_METRIC, SPANS_DROPPED_METRIC, TelemetryBuilder, builder, init,
 };
+pub use self::order_page::{DEFAULT_ORDER_PAGE_LIMIT, OrderPage};
 
 pub use orderscope_context as context;
 pub use orderscope_context::{Channel, OrderContext, Priority, WithOrder};
