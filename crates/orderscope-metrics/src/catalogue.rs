@@ -196,7 +196,7 @@ pub const ORDER_STALLED: &str = "order_stalled_total";
 /// `orderscope_order_tracker_evictions_total` (counter).
 pub const ORDER_TRACKER_EVICTIONS: &str = "orderscope_order_tracker_evictions_total";
 
-/// `process_cpu_seconds_total` (gauge holding a counter: fractional seconds).
+/// `process_cpu_seconds_total` (counter, fractional seconds).
 pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
 /// `process_resident_memory_bytes` (gauge).
 pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
@@ -489,12 +489,14 @@ pub mod defs {
     );
 
     /// The [`PROCESS_CPU_SECONDS`](super::PROCESS_CPU_SECONDS) entry.
-    pub const PROCESS_CPU_SECONDS: MetricDef = gauge_in(
-        super::PROCESS_CPU_SECONDS,
-        "seconds",
-        "Total user and system CPU time spent in seconds.",
-        &[],
-    );
+    pub const PROCESS_CPU_SECONDS: MetricDef = MetricDef {
+        unit: Some("seconds"),
+        ..counter(
+            super::PROCESS_CPU_SECONDS,
+            "Total user and system CPU time spent in seconds.",
+            &[],
+        )
+    };
 
     /// The [`PROCESS_RESIDENT_MEMORY`](super::PROCESS_RESIDENT_MEMORY) entry.
     pub const PROCESS_RESIDENT_MEMORY: MetricDef = gauge_in(

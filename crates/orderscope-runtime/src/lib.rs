@@ -10,7 +10,9 @@
 //! - [`ProcessSampler`]: `process_cpu_seconds_total`, `process_resident_memory_bytes`,
 //!   `process_open_fds`, `process_max_fds`, `process_threads`, `process_start_time_seconds` — the
 //!   names the Prometheus client libraries use — read from `/proc/self` on Linux. On other systems
-//!   [`ProcessSampler::new`] returns `None` and nothing is recorded.
+//!   [`ProcessSampler::new`] returns `None` and nothing is recorded. The CPU counter holds
+//!   fractional seconds, which `metrics` counters cannot: a `/metrics` renderer appends it with
+//!   [`append_process_counters`].
 //! - [`RuntimeSampler`]: `tokio_workers`, `tokio_alive_tasks`, `tokio_global_queue_depth`,
 //!   `tokio_busy_ratio` (busy ÷ elapsed ÷ workers over the last interval, 0–1) and
 //!   `tokio_parks_total`, from Tokio's stable runtime metrics (no `tokio_unstable` needed).
@@ -52,6 +54,6 @@ mod process;
 mod runtime;
 mod ticker;
 
-pub use self::process::ProcessSampler;
+pub use self::process::{ProcessSampler, append_process_counters, process_cpu_seconds};
 pub use self::runtime::RuntimeSampler;
 pub use self::ticker::{DEFAULT_INTERVAL, Sample, Ticker, TickerBuilder};

@@ -5,7 +5,41 @@ use orderscope_metrics::catalogue::{
     PROCESS_START_TIME, PROCESS_THREADS,
 };
 
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::Sample;
+
+/// The last `process_cpu_seconds_total` sampled, as `f64` bits; `u64::MAX` until the first sample.
+static CPU_SECONDS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The last `process_cpu_seconds_total` a [`ProcessSampler`] read, if any.
+pub fn process_cpu_seconds() -> Option<f64> {
+    match CPU_SECONDS.load(Ordering::Relaxed) {
+        u64::MAX => None,
+        bits => Some(f64::from_bits(bits)),
+    }
+}
+
+/// Appends `process_cpu_seconds_total` in the Prometheus text format to `out` (nothing before
+/// the first sample).
+///
+/// It is a counter of fractional seconds, which the `metrics` facade's integer counters cannot
+/// hold; so the sampler keeps it aside and the `/metrics` renderer appends it (the `orderscope`
+/// facade's `metrics_router` and `render` do).
+pub fn append_process_counters(out: &mut String) {
+    if let Some(cpu) = process_cpu_seconds() {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        let _ = write!(
+            out,
+            "# HELP {PROCESS_CPU_SECONDS} Total user and system CPU time spent in seconds.\n\
+             # TYPE {PROCESS_CPU_SECONDS} counter\n\
+             {PROCESS_CPU_SECONDS} {cpu}\n"
+        );
+    }
+}
 
 /// Clock ticks per second of the times in `/proc/<pid>/stat` (Linux's `USER_HZ`, 100 on every
 /// architecture it reports to user space).
@@ -15,8 +49,8 @@ const TICKS_PER_SECOND: f64 = 100.0;
 /// Samples the process: CPU time, resident memory, file descriptors, threads and start time,
 /// under the names the Prometheus client libraries use.
 ///
-/// `process_cpu_seconds_total` is fractional seconds; since the `metrics` facade's counters are
-/// integers it is set as a gauge, which `rate()` reads the same way.
+/// `process_cpu_seconds_total` is a counter of fractional seconds, which the `metrics` facade's
+/// integer counters cannot hold: it is kept aside and rendered by [`append_process_counters`].
 ///
 /// A file that cannot be read or parsed leaves its metrics unchanged for that tick.
 #[derive(Debug, Clone)]
@@ -60,7 +94,8 @@ impl Sample for ProcessSampler {
         #[cfg(target_os = "linux")]
         {
             if let Some(stat) = read_stat() {
-                metrics::gauge!(PROCESS_CPU_SECONDS).set(stat.cpu_ticks / TICKS_PER_SECOND);
+                let cpu = stat.cpu_ticks / TICKS_PER_SECOND;
+                CPU_SECONDS.store(cpu.to_bits(), Ordering::Relaxed);
                 metrics::gauge!(PROCESS_THREADS).set(stat.threads);
             }
             if let Some(rss) = resident_bytes() {

@@ -5,7 +5,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use orderscope_runtime::{ProcessSampler, Sample};
+use orderscope_runtime::{ProcessSampler, Sample, append_process_counters, process_cpu_seconds};
 
 /// Runs `sampler` once under a local recorder; the value of each series by name.
 fn sample(sampler: &mut dyn Sample) -> Vec<(String, f64)> {
@@ -79,14 +79,15 @@ fn process_values_agree_with_proc() {
         block[i] = 1;
     }
     // Some CPU time: spin until this thread has used 200 ms of it (by /proc's own account).
-    let cpu_before = get(&before, "process_cpu_seconds_total");
+    let cpu_before = process_cpu_seconds().expect("sampled");
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut x = 0u64;
     loop {
         for i in 0..1_000_000u64 {
             x = x.wrapping_mul(31).wrapping_add(i);
         }
-        let now = get(&sample(&mut sampler), "process_cpu_seconds_total");
+        sample(&mut sampler);
+        let now = process_cpu_seconds().unwrap();
         if now - cpu_before >= 0.2 || Instant::now() > deadline {
             break;
         }
@@ -104,8 +105,22 @@ fn process_values_agree_with_proc() {
         rss_growth >= 60.0 * 1024.0 * 1024.0,
         "rss grew {rss_growth}"
     );
-    let cpu = get(&after, "process_cpu_seconds_total") - cpu_before;
+    let cpu = process_cpu_seconds().unwrap() - cpu_before;
     assert!((0.2..30.0 * 2.0).contains(&cpu), "cpu {cpu}");
+    // Rendered as a counter of fractional seconds.
+    let mut text = String::from("up 1");
+    append_process_counters(&mut text);
+    let line = text.lines().last().unwrap();
+    let value: f64 = line
+        .strip_prefix("process_cpu_seconds_total ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(value >= cpu_before + 0.2, "{text}");
+    assert!(
+        text.contains("\n# TYPE process_cpu_seconds_total counter\n"),
+        "{text}"
+    );
     assert!(get(&after, "process_max_fds") >= get(&after, "process_open_fds"));
 
     drop(release);

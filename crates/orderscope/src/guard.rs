@@ -97,7 +97,7 @@ impl Telemetry {
         axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {
-                let body = handle.render();
+                let body = crate::use_signals::render(&handle);
                 async move {
                     (
                         [(
@@ -113,7 +113,7 @@ impl Telemetry {
 
     /// The current metrics in the Prometheus text format (what `GET /metrics` returns).
     pub fn render(&self) -> String {
-        self.prometheus.render()
+        crate::use_signals::render(&self.prometheus)
     }
 
     /// The handle of the installed Prometheus recorder. Clone it to render metrics elsewhere.

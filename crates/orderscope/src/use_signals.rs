@@ -101,3 +101,11 @@ impl UseSignals {
         }
     }
 }
+
+/// The recorder's metrics, then the process counters the `metrics` facade cannot hold
+/// (`process_cpu_seconds_total`, fractional seconds).
+pub(crate) fn render(prometheus: &metrics_exporter_prometheus::PrometheusHandle) -> String {
+    let mut text = prometheus.render();
+    orderscope_runtime::append_process_counters(&mut text);
+    text
+}

@@ -277,6 +277,39 @@ fn order_pipeline_end_to_end() {
         }
     }
 
+    // ---- stuck right now: the CRM's in-flight tracker still holds the lost order -------------------
+    let stuck = summary::stuck_orders(&outcome);
+    for scripted in SCRIPT {
+        let in_crm = stuck
+            .iter()
+            .find(|s| s.role == Role::Crm && s.id == scripted.id);
+        if scripted.expect == Expect::Lost {
+            match in_crm {
+                Some(s) if s.stage == "crm.accepted" => {
+                    let want = primary_trace.get(scripted.id);
+                    if s.trace_id.as_ref() != want {
+                        problems.push(format!(
+                            "{}: stuck with trace {:?}, its trace is {want:?}",
+                            scripted.id, s.trace_id
+                        ));
+                    }
+                }
+                other => problems.push(format!(
+                    "{}: the lost order is not stuck in crm.accepted: {other:?}",
+                    scripted.id
+                )),
+            }
+        } else if scripted.expect.confirmed_to_crm() && in_crm.is_some() {
+            problems.push(format!(
+                "{}: confirmed to the CRM, still in its tracker: {in_crm:?}",
+                scripted.id
+            ));
+        }
+    }
+    if !summary::render(&outcome).contains("Stuck right now") {
+        problems.push("the summary has no \"Stuck right now\" section".to_owned());
+    }
+
     // ---- the unroutable message and the panic in the metrics -------------------------------------
     let mes_metrics = outcome.metrics.get(&Role::Mes).expect("mes /metrics");
     let returned = sample_sum(
