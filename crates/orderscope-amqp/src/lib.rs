@@ -92,6 +92,7 @@
 mod consume;
 mod instruments;
 mod publish;
+mod queue_depth;
 mod runner;
 mod settle;
 
@@ -100,5 +101,6 @@ pub use self::publish::{
     OUTCOME_ATTRIBUTE, PUBLISHED_AT_MS_HEADER, PublishError, PublishOutcome, TracedChannel,
     TracedChannelBuilder,
 };
+pub use self::queue_depth::{MAX_WATCHED_QUEUES, QueueWatcher, append_queue_metrics};
 pub use self::runner::{RetryPolicy, RunError, RunOptions, RunReport, run};
 pub use self::settle::{SettleError, SettleOutcome};

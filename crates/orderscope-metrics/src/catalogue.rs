@@ -85,6 +85,8 @@ pub mod labels {
     pub const METRIC: &str = "metric";
     /// `signal`.
     pub const SIGNAL: &str = "signal";
+    /// `state`.
+    pub const STATE: &str = "state";
 }
 
 /// Label values with a fixed meaning.
@@ -219,6 +221,13 @@ pub const TOKIO_GLOBAL_QUEUE_DEPTH: &str = "tokio_global_queue_depth";
 pub const TOKIO_BUSY_RATIO: &str = "tokio_busy_ratio";
 /// `tokio_parks_total` (counter).
 pub const TOKIO_PARKS: &str = "tokio_parks_total";
+
+/// `orderscope_queue_messages` (gauge).
+pub const QUEUE_MESSAGES: &str = "orderscope_queue_messages";
+/// `orderscope_queue_consumers` (gauge).
+pub const QUEUE_CONSUMERS: &str = "orderscope_queue_consumers";
+/// `orderscope_queue_sample_errors_total` (counter).
+pub const QUEUE_SAMPLE_ERRORS: &str = "orderscope_queue_sample_errors_total";
 
 /// `orderscope_propagation_dropped_total` (counter).
 pub const PROPAGATION_DROPPED: &str = "orderscope_propagation_dropped_total";
@@ -570,6 +579,27 @@ pub mod defs {
         &[],
     );
 
+    /// The [`QUEUE_MESSAGES`](super::QUEUE_MESSAGES) entry.
+    pub const QUEUE_MESSAGES: MetricDef = gauge(
+        super::QUEUE_MESSAGES,
+        "Messages in a watched RabbitMQ queue, by state.",
+        &[l::MESSAGING_DESTINATION_NAME, l::STATE],
+    );
+
+    /// The [`QUEUE_CONSUMERS`](super::QUEUE_CONSUMERS) entry.
+    pub const QUEUE_CONSUMERS: MetricDef = gauge(
+        super::QUEUE_CONSUMERS,
+        "Consumers of a watched RabbitMQ queue.",
+        &[l::MESSAGING_DESTINATION_NAME],
+    );
+
+    /// The [`QUEUE_SAMPLE_ERRORS`](super::QUEUE_SAMPLE_ERRORS) entry.
+    pub const QUEUE_SAMPLE_ERRORS: MetricDef = counter(
+        super::QUEUE_SAMPLE_ERRORS,
+        "Watched queues that could not be read (missing queue, closed channel).",
+        &[l::MESSAGING_DESTINATION_NAME],
+    );
+
     /// The [`PROPAGATION_DROPPED`](super::PROPAGATION_DROPPED) entry.
     pub const PROPAGATION_DROPPED: MetricDef = counter(
         super::PROPAGATION_DROPPED,
@@ -633,6 +663,9 @@ const DEFS: &[MetricDef] = &[
     defs::TOKIO_GLOBAL_QUEUE_DEPTH,
     defs::TOKIO_BUSY_RATIO,
     defs::TOKIO_PARKS,
+    defs::QUEUE_MESSAGES,
+    defs::QUEUE_CONSUMERS,
+    defs::QUEUE_SAMPLE_ERRORS,
     defs::PROPAGATION_DROPPED,
     defs::CARDINALITY_OVERFLOW,
     defs::SPANS_DROPPED,

@@ -102,10 +102,13 @@ impl UseSignals {
     }
 }
 
-/// The recorder's metrics, then the process counters the `metrics` facade cannot hold
-/// (`process_cpu_seconds_total`, fractional seconds).
+/// The recorder's metrics, then those kept outside it: the process counters the `metrics`
+/// facade cannot hold (`process_cpu_seconds_total`, fractional seconds) and the depth of watched
+/// RabbitMQ queues (whose series go away with their queue).
 pub(crate) fn render(prometheus: &metrics_exporter_prometheus::PrometheusHandle) -> String {
     let mut text = prometheus.render();
     orderscope_runtime::append_process_counters(&mut text);
+    #[cfg(feature = "amqp")]
+    orderscope_amqp::append_queue_metrics(&mut text);
     text
 }

@@ -306,6 +306,20 @@ fn order_pipeline_end_to_end() {
             ));
         }
     }
+    // The CRM watches the pipeline's queues (sampled when it starts, then every 5 s).
+    let crm_metrics = outcome.metrics.get(&Role::Crm).expect("crm /metrics");
+    let topology = model::Topology::with_prefix(amqp_prefix());
+    let samples = parse_prometheus(crm_metrics).expect("crm /metrics parses");
+    for queue in topology.queues() {
+        for name in ["orderscope_queue_messages", "orderscope_queue_consumers"] {
+            let found = samples.iter().any(|s| {
+                s.name == name && s.label("messaging_destination_name") == Some(queue.as_str())
+            });
+            if !found {
+                problems.push(format!("crm /metrics: no {name} for {queue}"));
+            }
+        }
+    }
     if !summary::render(&outcome).contains("Stuck right now") {
         problems.push("the summary has no \"Stuck right now\" section".to_owned());
     }
