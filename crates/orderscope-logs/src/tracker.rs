@@ -1,58 +1,4 @@
-//! The in-flight order tracker: which orders are in which stage right now, and which are stuck.
-//!
-//! Once a [`Tracker`] is [installed](Tracker::install), every [`stage!`](crate::stage) of an order
-//! in scope records the order's current stage, when it entered it, its deadline and the trace id
-//! of the span that entered it. Reaching a terminal stage (declared with
-//! [`register_terminal_stages`](crate::register_terminal_stages)) removes the order. Without an
-//! installed tracker `stage!` records nothing of this.
-//!
-//! [`Tracker::sample`], called on a tick (the `orderscope` facade runs it every 5 s), sets the
-//! gauges and reports stalls:
-//!
-//! | Prometheus metric | type | labels | meaning |
-//! | --- | --- | --- | --- |
-//! | `order_in_flight` | gauge | `stage` | orders whose current stage is `stage` |
-//! | `order_overdue_in_flight` | gauge | `stage` | of those, orders whose deadline has passed |
-//! | `order_oldest_age_seconds` | gauge | `stage` | the longest time an order has been in `stage` |
-//! | `order_stalled_total` | counter | `stage` | orders reported stalled in `stage` |
-//! | `orderscope_order_tracker_evictions_total` | counter | — | orders dropped because the tracker was full |
-//!
-//! An order *stalls* when it stays in a stage past its deadline, or past the stage's limit
-//! ([`TrackerBuilder::stage_limit`]). It is reported once per stage it stalls in: one WARN line
-//! (`message="order stalled"`, the order fields, `order.stage`, `order.stage_age_seconds` and the
-//! `trace_id` of the span that entered the stage) and `order_stalled_total{stage}`.
-//!
-//! # Cost and memory
-//!
-//! The orders live in 16 shards chosen by a hash of the order id, each behind its own mutex: a
-//! transition takes exactly one lock, that of its order's shard, and never one shared by every
-//! request. Capacity is bounded (100,000 orders by default); when a shard is full its oldest
-//! order (first tracked) is evicted and counted. A tracked order costs about 380 bytes of resident
-//! memory with a 16-character id (measured by `tests/tracker_memory.rs`: 100,000 orders ≈ 38 MB).
-//!
-//! # Example
-//!
-//! ```
-//! use std::time::Duration;
-//! use orderscope_context::OrderContext;
-//! use orderscope_logs::{Tracker, register_stages, register_terminal_stages, stage};
-//!
-//! register_stages(&["crm.accepted"]);
-//! register_terminal_stages(&["crm.done"]);
-//! let tracker = Tracker::builder()
-//!     .capacity(10_000)
-//!     .stage_limit("crm.accepted", Duration::from_secs(300))
-//!     .build()
-//!     .install()
-//!     .expect("the first tracker of the process");
-//!
-//! let order = OrderContext::new("ORD-7")?;
-//! order.in_scope(|| stage!("crm.accepted"));
-//! assert_eq!(tracker.get("ORD-7").unwrap().stage, "crm.accepted");
-//! order.in_scope(|| stage!("crm.done"));
-//! assert!(tracker.get("ORD-7").is_none());
-//! # Ok::<(), orderscope_context::OrderContextError>(())
-//! ```
+//! The in-flight order tracker.
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
@@ -115,8 +61,61 @@ impl TrackerBuilder {
     }
 }
 
-/// Bounded, sharded record of the orders in flight in this service. See the
-/// [module docs](self).
+/// The in-flight order tracker: which orders are in which stage right now, and which are stuck.
+///
+/// Once a [`Tracker`] is [installed](Tracker::install), every [`stage!`](crate::stage) of an order
+/// in scope records the order's current stage, when it entered it, its deadline and the trace id
+/// of the span that entered it. Reaching a terminal stage (declared with
+/// [`register_terminal_stages`](crate::register_terminal_stages)) removes the order. Without an
+/// installed tracker `stage!` records nothing of this.
+///
+/// [`Tracker::sample`], called on a tick (the `orderscope` facade runs it every 5 s), sets the
+/// gauges and reports stalls:
+///
+/// | Prometheus metric | type | labels | meaning |
+/// | --- | --- | --- | --- |
+/// | `order_in_flight` | gauge | `stage` | orders whose current stage is `stage` |
+/// | `order_overdue_in_flight` | gauge | `stage` | of those, orders whose deadline has passed |
+/// | `order_oldest_age_seconds` | gauge | `stage` | the longest time an order has been in `stage` |
+/// | `order_stalled_total` | counter | `stage` | orders reported stalled in `stage` |
+/// | `orderscope_order_tracker_evictions_total` | counter | — | orders dropped because the tracker was full |
+///
+/// An order *stalls* when it stays in a stage past its deadline, or past the stage's limit
+/// ([`TrackerBuilder::stage_limit`]). It is reported once per stage it stalls in: one WARN line
+/// (`message="order stalled"`, the order fields, `order.stage`, `order.stage_age_seconds` and the
+/// `trace_id` of the span that entered the stage) and `order_stalled_total{stage}`.
+///
+/// # Cost and memory
+///
+/// The orders live in 16 shards chosen by a hash of the order id, each behind its own mutex: a
+/// transition takes exactly one lock, that of its order's shard, and never one shared by every
+/// request. Capacity is bounded (100,000 orders by default); when a shard is full its oldest
+/// order (first tracked) is evicted and counted. A tracked order costs about 380 bytes of resident
+/// memory with a 16-character id (measured by `tests/tracker_memory.rs`: 100,000 orders ≈ 38 MB).
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use orderscope_context::OrderContext;
+/// use orderscope_logs::{Tracker, register_stages, register_terminal_stages, stage};
+///
+/// register_stages(&["crm.accepted"]);
+/// register_terminal_stages(&["crm.done"]);
+/// let tracker = Tracker::builder()
+///     .capacity(10_000)
+///     .stage_limit("crm.accepted", Duration::from_secs(300))
+///     .build()
+///     .install()
+///     .expect("the first tracker of the process");
+///
+/// let order = OrderContext::new("ORD-7")?;
+/// order.in_scope(|| stage!("crm.accepted"));
+/// assert_eq!(tracker.get("ORD-7").unwrap().stage, "crm.accepted");
+/// order.in_scope(|| stage!("crm.done"));
+/// assert!(tracker.get("ORD-7").is_none());
+/// # Ok::<(), orderscope_context::OrderContextError>(())
+/// ```
 #[derive(Debug)]
 pub struct Tracker {
     shards: Box<[Mutex<Shard>]>,
