@@ -52,3 +52,10 @@ ensure_pika() {
     || apt_install python3-pika
   python3 -c 'import pika' || { echo "error: python3 cannot import pika" >&2; return 1; }
 }
+
+# Makes sure a headless Chromium is installed (Debian package `chromium`), for the order page test.
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1; then echo "==> chromium is installed"; return 0; fi
+  echo "==> installing Chromium (Debian package chromium)"
+  apt_install chromium
+}

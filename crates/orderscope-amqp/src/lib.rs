@@ -103,6 +103,7 @@ mod connector;
 mod consume;
 mod instruments;
 mod publish;
+mod queue_depth;
 mod retry;
 mod runner;
 mod settle;
@@ -116,6 +117,7 @@ pub use self::publish::{
     OUTCOME_ATTRIBUTE, PUBLISHED_AT_MS_HEADER, PublishError, PublishOutcome, TracedChannel,
     TracedChannelBuilder,
 };
+pub use self::queue_depth::{MAX_WATCHED_QUEUES, QueueWatcher, append_queue_metrics};
 pub use self::retry::{Backoff, Retries};
 pub use self::runner::{
     DEAD_LETTER_CAUSE_HEADER, RetryPolicy, RunError, RunOptions, RunReport, run,

@@ -44,6 +44,14 @@
 //! about once. `order_channel` is `"unknown"` when no order (or no channel) is in scope.
 //! [`order_event!`] writes a business event that always carries the order's fields.
 //!
+//! # Orders in flight
+//!
+//! Once a [`Tracker`] is installed (the `orderscope` facade's `with_order_tracker` does it),
+//! `stage!` also records each order's current stage; terminal stages
+//! ([`register_terminal_stages`]) remove it. Sampled on a tick, the tracker sets
+//! `order_in_flight`, `order_overdue_in_flight` and `order_oldest_age_seconds` per stage and
+//! reports stalled orders once (`order_stalled_total` and a WARN line with the order's trace id).
+//!
 //! # Feature flags
 //!
 //! This crate has no optional features.
@@ -57,6 +65,8 @@
 
 mod json;
 mod stage;
+mod tracker;
 
 pub use self::json::*;
 pub use self::stage::*;
+pub use self::tracker::*;

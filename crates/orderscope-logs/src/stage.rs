@@ -40,8 +40,10 @@
 //! # Ok::<(), orderscope_context::OrderContextError>(())
 //! ```
 
-use std::collections::{BTreeSet, HashSet};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 /// The `stage` label of a stage name that was not registered with [`register_stages`].
 pub const OTHER_STAGE: &str = "other";
@@ -52,8 +54,49 @@ pub const UNKNOWN_CHANNEL: &str = "unknown";
 /// At most this many distinct unknown stage names are remembered (and warned about).
 const MAX_WARNED: usize = 128;
 
-static STAGES: RwLock<BTreeSet<&'static str>> = RwLock::new(BTreeSet::new());
+/// Registered stage name → whether it is terminal.
+pub(crate) type Stages = BTreeMap<&'static str, bool>;
+
+/// The registered stages. Written at start-up only; read through a per-thread copy that is
+/// refreshed when [`GENERATION`] moves, so a stage transition takes no shared lock.
+static STAGES: RwLock<Option<Arc<Stages>>> = RwLock::new(None);
+static GENERATION: AtomicU64 = AtomicU64::new(1);
 static WARNED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+thread_local! {
+    static LOCAL_STAGES: RefCell<(u64, Arc<Stages>)> = RefCell::new((0, Arc::default()));
+}
+
+fn add_stages(stages: &[&'static str], terminal: bool) {
+    let mut guard = STAGES.write().unwrap_or_else(PoisonError::into_inner);
+    let mut set: Stages = guard.as_deref().cloned().unwrap_or_default();
+    for &name in stages {
+        if name.is_empty() || name == OTHER_STAGE {
+            continue;
+        }
+        let entry = set.entry(name).or_insert(false);
+        *entry |= terminal;
+    }
+    *guard = Some(Arc::new(set));
+    GENERATION.fetch_add(1, Ordering::Release);
+}
+
+/// The registered stages, as this thread last saw them (refreshed when they changed).
+pub(crate) fn with_registered<R>(f: impl FnOnce(&Stages) -> R) -> R {
+    let generation = GENERATION.load(Ordering::Acquire);
+    LOCAL_STAGES.with(|local| {
+        let mut local = local.borrow_mut();
+        if local.0 != generation {
+            let current = STAGES
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+                .unwrap_or_default();
+            *local = (generation, current);
+        }
+        f(&local.1)
+    })
+}
 
 /// Declares the stage names [`stage!`](crate::stage) may record. Call it at start-up; calling it
 /// again adds to the set.
@@ -67,34 +110,34 @@ static WARNED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 /// assert!(orderscope_logs::registered_stages().contains(&"mes.scheduled"));
 /// ```
 pub fn register_stages(stages: &[&'static str]) {
-    let mut set = STAGES.write().unwrap_or_else(PoisonError::into_inner);
-    set.extend(
-        stages
-            .iter()
-            .copied()
-            .filter(|s| !s.is_empty() && *s != OTHER_STAGE),
-    );
+    add_stages(stages, false);
 }
 
-/// The registered stage names, sorted.
+/// Declares terminal stages: the last stage of an order's life in this service (shipped,
+/// cancelled, handed over to the next service). They are registered like [`register_stages`]
+/// does, and an order reaching one leaves the [in-flight tracker](crate::Tracker).
+///
+/// # Example
+///
+/// ```
+/// orderscope_logs::register_terminal_stages(&["shipping.handed_over", "order.cancelled"]);
+/// assert!(orderscope_logs::registered_stages().contains(&"order.cancelled"));
+/// ```
+pub fn register_terminal_stages(stages: &[&'static str]) {
+    add_stages(stages, true);
+}
+
+/// The registered stage names (terminal ones included), sorted.
 pub fn registered_stages() -> Vec<&'static str> {
-    STAGES
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .copied()
-        .collect()
+    with_registered(|stages| stages.keys().copied().collect())
 }
 
-/// The `stage` label for `name`: the registered name, or [`OTHER_STAGE`] (warning once per
-/// name, for at most 128 names).
-fn stage_label(name: &str) -> &'static str {
-    if let Some(label) = STAGES
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(name)
+/// The `stage` label for `name`, and whether it is terminal: the registered name, or
+/// [`OTHER_STAGE`] (warning once per name, for at most 128 names).
+pub(crate) fn stage_label(name: &str) -> (&'static str, bool) {
+    if let Some(found) = with_registered(|stages| stages.get_key_value(name).map(|(k, t)| (*k, *t)))
     {
-        return label;
+        return found;
     }
     let mut warned = WARNED.lock().unwrap_or_else(PoisonError::into_inner);
     let warned = warned.get_or_insert_with(HashSet::new);
@@ -105,7 +148,7 @@ fn stage_label(name: &str) -> &'static str {
             "order stage not registered with `register_stages`; recorded as stage=\"other\""
         );
     }
-    OTHER_STAGE
+    (OTHER_STAGE, false)
 }
 
 /// Marks that the order in scope reached a lifecycle stage.
@@ -232,7 +275,7 @@ pub mod __macro_support {
             Self::of(OrderContext::current())
         }
 
-        fn of(order: Option<OrderContext>) -> Self {
+        pub(crate) fn of(order: Option<OrderContext>) -> Self {
             let mut out = OrderFields::default();
             if let Some(order) = &order {
                 order.for_each_field(|key, value| match key {
@@ -294,7 +337,7 @@ pub mod __macro_support {
         }
 
         fn reached_at(name: &'a str, fields: OrderFields, now: SystemTime) -> Self {
-            let label = stage_label(name);
+            let (label, terminal) = stage_label(name);
             let channel = fields.channel().unwrap_or(UNKNOWN_CHANNEL);
             metrics::counter!(
                 ORDER_STAGE_TRANSITIONS,
@@ -320,6 +363,9 @@ pub mod __macro_support {
                         labels::ORDER_CHANNEL => channel
                     )
                     .increment(1);
+                }
+                if let Some(tracker) = crate::tracker::tracker() {
+                    tracker.transition(order, label, terminal, now);
                 }
             }
             Stage {
@@ -353,9 +399,11 @@ mod tests {
     #[test]
     fn unknown_stage_is_other_and_warned_about_once() {
         register_stages(&["unit.known"]);
-        assert_eq!(stage_label("unit.known"), "unit.known");
-        assert_eq!(stage_label("unit.unknown"), OTHER_STAGE);
-        assert_eq!(stage_label("unit.unknown"), OTHER_STAGE);
+        assert_eq!(stage_label("unit.known"), ("unit.known", false));
+        assert_eq!(stage_label("unit.unknown"), (OTHER_STAGE, false));
+        assert_eq!(stage_label("unit.unknown"), (OTHER_STAGE, false));
+        register_terminal_stages(&["unit.done"]);
+        assert_eq!(stage_label("unit.done"), ("unit.done", true));
         let warned = WARNED.lock().unwrap();
         assert!(warned.as_ref().unwrap().contains("unit.unknown"));
     }

@@ -85,6 +85,8 @@ pub mod labels {
     pub const METRIC: &str = "metric";
     /// `signal`.
     pub const SIGNAL: &str = "signal";
+    /// `state`.
+    pub const STATE: &str = "state";
 }
 
 /// Label values with a fixed meaning.
@@ -185,6 +187,48 @@ pub const ORDER_AGE: &str = "order_age_seconds";
 /// `order_overdue_total` (counter).
 pub const ORDER_OVERDUE: &str = "order_overdue_total";
 
+/// `order_in_flight` (gauge).
+pub const ORDER_IN_FLIGHT: &str = "order_in_flight";
+/// `order_overdue_in_flight` (gauge).
+pub const ORDER_OVERDUE_IN_FLIGHT: &str = "order_overdue_in_flight";
+/// `order_oldest_age_seconds` (gauge).
+pub const ORDER_OLDEST_AGE: &str = "order_oldest_age_seconds";
+/// `order_stalled_total` (counter).
+pub const ORDER_STALLED: &str = "order_stalled_total";
+/// `orderscope_order_tracker_evictions_total` (counter).
+pub const ORDER_TRACKER_EVICTIONS: &str = "orderscope_order_tracker_evictions_total";
+
+/// `process_cpu_seconds_total` (counter, fractional seconds).
+pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
+/// `process_resident_memory_bytes` (gauge).
+pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
+/// `process_open_fds` (gauge).
+pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
+/// `process_max_fds` (gauge).
+pub const PROCESS_MAX_FDS: &str = "process_max_fds";
+/// `process_threads` (gauge).
+pub const PROCESS_THREADS: &str = "process_threads";
+/// `process_start_time_seconds` (gauge).
+pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
+
+/// `tokio_workers` (gauge).
+pub const TOKIO_WORKERS: &str = "tokio_workers";
+/// `tokio_alive_tasks` (gauge).
+pub const TOKIO_ALIVE_TASKS: &str = "tokio_alive_tasks";
+/// `tokio_global_queue_depth` (gauge).
+pub const TOKIO_GLOBAL_QUEUE_DEPTH: &str = "tokio_global_queue_depth";
+/// `tokio_busy_ratio` (gauge).
+pub const TOKIO_BUSY_RATIO: &str = "tokio_busy_ratio";
+/// `tokio_parks_total` (counter).
+pub const TOKIO_PARKS: &str = "tokio_parks_total";
+
+/// `orderscope_queue_messages` (gauge).
+pub const QUEUE_MESSAGES: &str = "orderscope_queue_messages";
+/// `orderscope_queue_consumers` (gauge).
+pub const QUEUE_CONSUMERS: &str = "orderscope_queue_consumers";
+/// `orderscope_queue_sample_errors_total` (counter).
+pub const QUEUE_SAMPLE_ERRORS: &str = "orderscope_queue_sample_errors_total";
+
 /// `orderscope_propagation_dropped_total` (counter).
 pub const PROPAGATION_DROPPED: &str = "orderscope_propagation_dropped_total";
 /// `orderscope_cardinality_overflow_total` (counter).
@@ -226,6 +270,22 @@ const fn gauge(
     }
 }
 
+const fn gauge_in(
+    name: &'static str,
+    unit: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+) -> MetricDef {
+    MetricDef {
+        name,
+        kind: MetricKind::Gauge,
+        unit: Some(unit),
+        help,
+        labels,
+        buckets: None,
+    }
+}
+
 const fn seconds(
     name: &'static str,
     help: &'static str,
@@ -247,7 +307,7 @@ pub mod defs {
     use super::labels as l;
     use super::{
         FUNCTION_BUCKETS, HTTP_BUCKETS, MESSAGING_OPERATION_BUCKETS, MetricDef, ORDER_AGE_BUCKETS,
-        PROCESS_BUCKETS, QUEUE_LATENCY_BUCKETS, counter, gauge, seconds,
+        PROCESS_BUCKETS, QUEUE_LATENCY_BUCKETS, counter, gauge, gauge_in, seconds,
     };
 
     /// The [`HTTP_SERVER_REQUEST_DURATION`](super::HTTP_SERVER_REQUEST_DURATION) entry.
@@ -401,6 +461,145 @@ pub mod defs {
         &[l::STAGE, l::ORDER_CHANNEL],
     );
 
+    /// The [`ORDER_IN_FLIGHT`](super::ORDER_IN_FLIGHT) entry.
+    pub const ORDER_IN_FLIGHT: MetricDef = gauge(
+        super::ORDER_IN_FLIGHT,
+        "Orders whose current stage is this one (in-flight tracker).",
+        &[l::STAGE],
+    );
+
+    /// The [`ORDER_OVERDUE_IN_FLIGHT`](super::ORDER_OVERDUE_IN_FLIGHT) entry.
+    pub const ORDER_OVERDUE_IN_FLIGHT: MetricDef = gauge(
+        super::ORDER_OVERDUE_IN_FLIGHT,
+        "Orders in this stage whose deadline has passed.",
+        &[l::STAGE],
+    );
+
+    /// The [`ORDER_OLDEST_AGE`](super::ORDER_OLDEST_AGE) entry.
+    pub const ORDER_OLDEST_AGE: MetricDef = gauge_in(
+        super::ORDER_OLDEST_AGE,
+        "seconds",
+        "Longest time an order in flight has been in this stage.",
+        &[l::STAGE],
+    );
+
+    /// The [`ORDER_STALLED`](super::ORDER_STALLED) entry.
+    pub const ORDER_STALLED: MetricDef = counter(
+        super::ORDER_STALLED,
+        "Orders that stayed in a stage past their deadline or the stage's limit.",
+        &[l::STAGE],
+    );
+
+    /// The [`ORDER_TRACKER_EVICTIONS`](super::ORDER_TRACKER_EVICTIONS) entry.
+    pub const ORDER_TRACKER_EVICTIONS: MetricDef = counter(
+        super::ORDER_TRACKER_EVICTIONS,
+        "Orders dropped from the in-flight tracker because it was full (oldest first).",
+        &[],
+    );
+
+    /// The [`PROCESS_CPU_SECONDS`](super::PROCESS_CPU_SECONDS) entry.
+    pub const PROCESS_CPU_SECONDS: MetricDef = MetricDef {
+        unit: Some("seconds"),
+        ..counter(
+            super::PROCESS_CPU_SECONDS,
+            "Total user and system CPU time spent in seconds.",
+            &[],
+        )
+    };
+
+    /// The [`PROCESS_RESIDENT_MEMORY`](super::PROCESS_RESIDENT_MEMORY) entry.
+    pub const PROCESS_RESIDENT_MEMORY: MetricDef = gauge_in(
+        super::PROCESS_RESIDENT_MEMORY,
+        "bytes",
+        "Resident memory size in bytes.",
+        &[],
+    );
+
+    /// The [`PROCESS_OPEN_FDS`](super::PROCESS_OPEN_FDS) entry.
+    pub const PROCESS_OPEN_FDS: MetricDef = gauge(
+        super::PROCESS_OPEN_FDS,
+        "Number of open file descriptors.",
+        &[],
+    );
+
+    /// The [`PROCESS_MAX_FDS`](super::PROCESS_MAX_FDS) entry.
+    pub const PROCESS_MAX_FDS: MetricDef = gauge(
+        super::PROCESS_MAX_FDS,
+        "Maximum number of open file descriptors.",
+        &[],
+    );
+
+    /// The [`PROCESS_THREADS`](super::PROCESS_THREADS) entry.
+    pub const PROCESS_THREADS: MetricDef = gauge(
+        super::PROCESS_THREADS,
+        "Number of OS threads in the process.",
+        &[],
+    );
+
+    /// The [`PROCESS_START_TIME`](super::PROCESS_START_TIME) entry.
+    pub const PROCESS_START_TIME: MetricDef = gauge_in(
+        super::PROCESS_START_TIME,
+        "seconds",
+        "Start time of the process since the Unix epoch in seconds.",
+        &[],
+    );
+
+    /// The [`TOKIO_WORKERS`](super::TOKIO_WORKERS) entry.
+    pub const TOKIO_WORKERS: MetricDef = gauge(
+        super::TOKIO_WORKERS,
+        "Worker threads of the Tokio runtime.",
+        &[],
+    );
+
+    /// The [`TOKIO_ALIVE_TASKS`](super::TOKIO_ALIVE_TASKS) entry.
+    pub const TOKIO_ALIVE_TASKS: MetricDef = gauge(
+        super::TOKIO_ALIVE_TASKS,
+        "Tasks alive in the Tokio runtime (spawned, not yet completed).",
+        &[],
+    );
+
+    /// The [`TOKIO_GLOBAL_QUEUE_DEPTH`](super::TOKIO_GLOBAL_QUEUE_DEPTH) entry.
+    pub const TOKIO_GLOBAL_QUEUE_DEPTH: MetricDef = gauge(
+        super::TOKIO_GLOBAL_QUEUE_DEPTH,
+        "Tasks waiting in the Tokio runtime's global (injection) queue.",
+        &[],
+    );
+
+    /// The [`TOKIO_BUSY_RATIO`](super::TOKIO_BUSY_RATIO) entry.
+    pub const TOKIO_BUSY_RATIO: MetricDef = gauge(
+        super::TOKIO_BUSY_RATIO,
+        "Share of the last sampling interval the Tokio workers were busy (0 to 1).",
+        &[],
+    );
+
+    /// The [`TOKIO_PARKS`](super::TOKIO_PARKS) entry.
+    pub const TOKIO_PARKS: MetricDef = counter(
+        super::TOKIO_PARKS,
+        "Times Tokio worker threads parked (went idle).",
+        &[],
+    );
+
+    /// The [`QUEUE_MESSAGES`](super::QUEUE_MESSAGES) entry.
+    pub const QUEUE_MESSAGES: MetricDef = gauge(
+        super::QUEUE_MESSAGES,
+        "Messages in a watched RabbitMQ queue, by state.",
+        &[l::MESSAGING_DESTINATION_NAME, l::STATE],
+    );
+
+    /// The [`QUEUE_CONSUMERS`](super::QUEUE_CONSUMERS) entry.
+    pub const QUEUE_CONSUMERS: MetricDef = gauge(
+        super::QUEUE_CONSUMERS,
+        "Consumers of a watched RabbitMQ queue.",
+        &[l::MESSAGING_DESTINATION_NAME],
+    );
+
+    /// The [`QUEUE_SAMPLE_ERRORS`](super::QUEUE_SAMPLE_ERRORS) entry.
+    pub const QUEUE_SAMPLE_ERRORS: MetricDef = counter(
+        super::QUEUE_SAMPLE_ERRORS,
+        "Watched queues that could not be read (missing queue, closed channel).",
+        &[l::MESSAGING_DESTINATION_NAME],
+    );
+
     /// The [`PROPAGATION_DROPPED`](super::PROPAGATION_DROPPED) entry.
     pub const PROPAGATION_DROPPED: MetricDef = counter(
         super::PROPAGATION_DROPPED,
@@ -448,6 +647,25 @@ const DEFS: &[MetricDef] = &[
     defs::ORDER_STAGE_TRANSITIONS,
     defs::ORDER_AGE,
     defs::ORDER_OVERDUE,
+    defs::ORDER_IN_FLIGHT,
+    defs::ORDER_OVERDUE_IN_FLIGHT,
+    defs::ORDER_OLDEST_AGE,
+    defs::ORDER_STALLED,
+    defs::ORDER_TRACKER_EVICTIONS,
+    defs::PROCESS_CPU_SECONDS,
+    defs::PROCESS_RESIDENT_MEMORY,
+    defs::PROCESS_OPEN_FDS,
+    defs::PROCESS_MAX_FDS,
+    defs::PROCESS_THREADS,
+    defs::PROCESS_START_TIME,
+    defs::TOKIO_WORKERS,
+    defs::TOKIO_ALIVE_TASKS,
+    defs::TOKIO_GLOBAL_QUEUE_DEPTH,
+    defs::TOKIO_BUSY_RATIO,
+    defs::TOKIO_PARKS,
+    defs::QUEUE_MESSAGES,
+    defs::QUEUE_CONSUMERS,
+    defs::QUEUE_SAMPLE_ERRORS,
     defs::PROPAGATION_DROPPED,
     defs::CARDINALITY_OVERFLOW,
     defs::SPANS_DROPPED,

@@ -110,6 +110,43 @@ const EXPECTED: &[(&str, MetricKind, &[&str])] = &[
         MetricKind::Counter,
         &["stage", "order_channel"],
     ),
+    // In-flight tracker.
+    ("order_in_flight", MetricKind::Gauge, &["stage"]),
+    ("order_overdue_in_flight", MetricKind::Gauge, &["stage"]),
+    ("order_oldest_age_seconds", MetricKind::Gauge, &["stage"]),
+    ("order_stalled_total", MetricKind::Counter, &["stage"]),
+    (
+        "orderscope_order_tracker_evictions_total",
+        MetricKind::Counter,
+        &[],
+    ),
+    // USE: process (client_golang names), Tokio runtime, RabbitMQ queues.
+    ("process_cpu_seconds_total", MetricKind::Counter, &[]),
+    ("process_resident_memory_bytes", MetricKind::Gauge, &[]),
+    ("process_open_fds", MetricKind::Gauge, &[]),
+    ("process_max_fds", MetricKind::Gauge, &[]),
+    ("process_threads", MetricKind::Gauge, &[]),
+    ("process_start_time_seconds", MetricKind::Gauge, &[]),
+    ("tokio_workers", MetricKind::Gauge, &[]),
+    ("tokio_alive_tasks", MetricKind::Gauge, &[]),
+    ("tokio_global_queue_depth", MetricKind::Gauge, &[]),
+    ("tokio_busy_ratio", MetricKind::Gauge, &[]),
+    ("tokio_parks_total", MetricKind::Counter, &[]),
+    (
+        "orderscope_queue_messages",
+        MetricKind::Gauge,
+        &["messaging_destination_name", "state"],
+    ),
+    (
+        "orderscope_queue_consumers",
+        MetricKind::Gauge,
+        &["messaging_destination_name"],
+    ),
+    (
+        "orderscope_queue_sample_errors_total",
+        MetricKind::Counter,
+        &["messaging_destination_name"],
+    ),
     (
         "orderscope_propagation_dropped_total",
         MetricKind::Counter,

@@ -108,6 +108,7 @@ pub struct TelemetryBuilder {
     pub(crate) panic_hook: bool,
     pub(crate) propagator: Option<TextMapCompositePropagator>,
     pub(crate) prometheus: bool,
+    pub(crate) use_signals: crate::use_signals::UseSignals,
 }
 
 impl fmt::Debug for TelemetryBuilder {
@@ -121,6 +122,10 @@ impl fmt::Debug for TelemetryBuilder {
 }
 
 impl TelemetryBuilder {
+    pub(crate) fn use_signals_mut(&mut self) -> &mut crate::use_signals::UseSignals {
+        &mut self.use_signals
+    }
+
     /// Adds a resource attribute. Beats the same key in `OTEL_RESOURCE_ATTRIBUTES`.
     /// `service.name` is ignored here: it is the name given to [`builder`].
     pub fn with_resource_attribute(
@@ -377,8 +382,9 @@ impl TelemetryBuilder {
         result
     }
 
-    fn build_and_install(self) -> Result<Telemetry, InitError> {
+    fn build_and_install(mut self) -> Result<Telemetry, InitError> {
         let panic_hook = self.panic_hook;
+        let use_signals = std::mem::take(&mut self.use_signals);
         let Pieces {
             filter,
             log_lines,
@@ -386,7 +392,7 @@ impl TelemetryBuilder {
             bridge,
             propagator,
             recorder,
-            telemetry,
+            mut telemetry,
         } = self.assemble()?;
         let layer = telemetry_layer::<Layered<EnvFilter, Registry>>(
             log_lines,
@@ -422,6 +428,11 @@ impl TelemetryBuilder {
             telemetry.describe_metrics();
         }
         startup::log_startup(telemetry.config());
+        let (use_ticker, use_warnings) = use_signals.start();
+        for warning in use_warnings {
+            tracing::warn!("{warning}");
+        }
+        telemetry.set_use_ticker(use_ticker);
         Ok(telemetry)
     }
 
@@ -668,6 +679,7 @@ impl TelemetryBuilder {
                 logs_delivery,
                 otlp_runtime,
                 upkeep,
+                use_ticker: None,
             },
             prometheus,
             config,

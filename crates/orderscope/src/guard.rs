@@ -66,6 +66,8 @@ pub(crate) struct TelemetryInner {
     pub(crate) logs_delivery: Option<Arc<Delivery>>,
     pub(crate) otlp_runtime: Option<OtlpRuntime>,
     pub(crate) upkeep: Option<Upkeep>,
+    /// Samples the USE signals and the order tracker; stops when dropped.
+    pub(crate) use_ticker: Option<orderscope_runtime::Ticker>,
 }
 
 impl fmt::Debug for Telemetry {
@@ -74,6 +76,15 @@ impl fmt::Debug for Telemetry {
             .field("config", &self.config)
             .field("shut_down", &self.inner.is_none())
             .finish_non_exhaustive()
+    }
+}
+
+impl Telemetry {
+    /// Hands the USE tick thread to the guard, which stops it first at shutdown.
+    pub(crate) fn set_use_ticker(&mut self, ticker: Option<orderscope_runtime::Ticker>) {
+        if let Some(inner) = self.inner.as_mut() {
+            inner.use_ticker = ticker;
+        }
     }
 }
 
@@ -114,7 +125,7 @@ impl Telemetry {
         axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {
-                let body = handle.render();
+                let body = crate::use_signals::render(&handle);
                 async move {
                     (
                         [(
@@ -130,7 +141,7 @@ impl Telemetry {
 
     /// The current metrics in the Prometheus text format (what `GET /metrics` returns).
     pub fn render(&self) -> String {
-        self.prometheus.render()
+        crate::use_signals::render(&self.prometheus)
     }
 
     /// The handle of the installed Prometheus recorder. Clone it to render metrics elsewhere.
@@ -248,6 +259,8 @@ impl Telemetry {
             return Ok(());
         };
         let timeout = self.config.shutdown_timeout;
+        // The sampling thread first: it writes metrics and stall lines.
+        drop(inner.use_ticker.take());
         let failures_before = (
             inner.traces_delivery.as_ref().map(|d| d.failures()),
             inner.logs_delivery.as_ref().map(|d| d.failures()),

@@ -59,5 +59,6 @@ pub fn builder(service_name: &str) -> TelemetryBuilder {
         panic_hook: true,
         propagator: None,
         prometheus: true,
+        use_signals: Default::default(),
     }
 }

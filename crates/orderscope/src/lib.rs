@@ -70,6 +70,7 @@ mod guard; // Telemetry: flush on shutdown and drop
 mod init; // init, builder
 mod log_export; // OTLP log records
 mod log_lines; // JSON or pretty log lines
+mod order_page; // the in-flight orders page, /debug/orders
 mod otlp; // the OTLP exporters
 mod panic_hook;
 mod parts; // TelemetryParts: the pieces, not installed
@@ -78,6 +79,7 @@ mod queue; // the bounded, counted span queue
 mod span_processor; // the order fields on every span
 mod startup; // the start-up line, metric descriptions
 mod tls; // certificates and rustls configurations
+mod use_signals; // USE samplers and the order tracker on one tick thread
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -95,6 +97,7 @@ pub use self::env::ENV_VARS;
 pub use self::error::{InitError, ShutdownError};
 pub use self::guard::Telemetry;
 pub use self::init::{builder, init};
+pub use self::order_page::{DEFAULT_ORDER_PAGE_LIMIT, OrderPage};
 pub use self::panic_hook::install_panic_hook;
 pub use self::parts::TelemetryParts;
 pub use self::queue::SPANS_DROPPED_METRIC;

@@ -297,6 +297,53 @@ fn order_pipeline_end_to_end() {
         }
     }
 
+    // ---- stuck right now: the CRM's in-flight tracker still holds the lost order -------------------
+    let stuck = summary::stuck_orders(&outcome);
+    for scripted in SCRIPT {
+        let in_crm = stuck
+            .iter()
+            .find(|s| s.role == Role::Crm && s.id == scripted.id);
+        if scripted.expect == Expect::Lost {
+            match in_crm {
+                Some(s) if s.stage == "crm.accepted" => {
+                    let want = primary_trace.get(scripted.id);
+                    if s.trace_id.as_ref() != want {
+                        problems.push(format!(
+                            "{}: stuck with trace {:?}, its trace is {want:?}",
+                            scripted.id, s.trace_id
+                        ));
+                    }
+                }
+                other => problems.push(format!(
+                    "{}: the lost order is not stuck in crm.accepted: {other:?}",
+                    scripted.id
+                )),
+            }
+        } else if scripted.expect.confirmed_to_crm() && in_crm.is_some() {
+            problems.push(format!(
+                "{}: confirmed to the CRM, still in its tracker: {in_crm:?}",
+                scripted.id
+            ));
+        }
+    }
+    // The CRM watches the pipeline's queues (sampled when it starts, then every 5 s).
+    let crm_metrics = outcome.metrics.get(&Role::Crm).expect("crm /metrics");
+    let topology = model::Topology::with_prefix(amqp_prefix());
+    let samples = parse_prometheus(crm_metrics).expect("crm /metrics parses");
+    for queue in topology.queues() {
+        for name in ["orderscope_queue_messages", "orderscope_queue_consumers"] {
+            let found = samples.iter().any(|s| {
+                s.name == name && s.label("messaging_destination_name") == Some(queue.as_str())
+            });
+            if !found {
+                problems.push(format!("crm /metrics: no {name} for {queue}"));
+            }
+        }
+    }
+    if !summary::render(&outcome).contains("Stuck right now") {
+        problems.push("the summary has no \"Stuck right now\" section".to_owned());
+    }
+
     // ---- the unroutable message and the panic in the metrics -------------------------------------
     let mes_metrics = outcome.metrics.get(&Role::Mes).expect("mes /metrics");
     let returned = sample_sum(

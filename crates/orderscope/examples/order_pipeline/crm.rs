@@ -59,6 +59,12 @@ pub(crate) async fn start(stop: Stop) -> Built {
         statuses,
     });
 
+    // The depth of every queue of the pipeline, sampled every 5 s on a connection of its own
+    // (it lives as long as the service's runtime).
+    let watcher = Connection::connect(&amqp_addr(), ConnectionProperties::default()).await?;
+    orderscope::amqp::QueueWatcher::new(Arc::new(watcher), topology.queues())
+        .spawn(std::time::Duration::from_secs(5));
+
     // Status updates from MES, on a connection of their own that comes back when the broker
     // closes it.
     let handler_crm = Arc::clone(&crm);

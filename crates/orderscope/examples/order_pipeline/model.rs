@@ -91,6 +91,36 @@ impl Role {
     }
 }
 
+impl Role {
+    /// The stages where an order's part in this service ends: it leaves the service's
+    /// in-flight tracker there. The shop's and the API's part ends once the CRM took the order.
+    pub(crate) fn terminal_stages(self) -> &'static [&'static str] {
+        match self {
+            Role::Shop => &[stage::SHOP_RECEIVED],
+            Role::Api => &[stage::API_RECEIVED],
+            Role::Crm => &[stage::CRM_CONFIRMED],
+            Role::Mes => &[
+                stage::MES_SCHEDULED,
+                stage::MES_REJECTED,
+                stage::MES_DEAD_LETTERED,
+            ],
+        }
+    }
+}
+
+/// The in-flight tracker of `role`: an order waiting in `crm.accepted` for its status longer than
+/// [`CRM_STATUS_LIMIT`] is stalled, whatever its deadline.
+pub(crate) fn tracker(role: Role) -> orderscope::logs::TrackerBuilder {
+    let tracker = orderscope::logs::Tracker::builder().capacity(10_000);
+    match role {
+        Role::Crm => tracker.stage_limit(stage::CRM_ACCEPTED, CRM_STATUS_LIMIT),
+        _ => tracker,
+    }
+}
+
+/// How long the CRM expects to wait for the MES's status of an order.
+pub(crate) const CRM_STATUS_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Stage names, `<service>.<what happened>`.
 pub(crate) mod stage {
     /// The shop took the order.

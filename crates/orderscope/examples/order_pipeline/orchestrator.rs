@@ -166,6 +166,8 @@ pub(crate) struct Outcome {
     pub(crate) settled: bool,
     /// `GET /metrics` of each service, taken after the script.
     pub(crate) metrics: BTreeMap<Role, String>,
+    /// `GET /debug/orders.json` of each service (its orders in flight), taken after the script.
+    pub(crate) in_flight: BTreeMap<Role, String>,
     /// JSON log lines of each service.
     pub(crate) logs: BTreeMap<Role, Vec<String>>,
     /// Spans the embedded OTLP receiver got (empty with an external collector).
@@ -620,9 +622,16 @@ pub(crate) async fn run(launch: &Launch, options: &Options) -> Result<Outcome, P
         });
     }
     let mut metrics = BTreeMap::new();
+    let mut in_flight = BTreeMap::new();
     for service in &services {
         if let Ok((200, body)) = driver.get(&format!("{}/metrics", url(service.role))).await {
             metrics.insert(service.role, String::from_utf8_lossy(&body).into_owned());
+        }
+        if let Ok((200, body)) = driver
+            .get(&format!("{}/debug/orders.json", url(service.role)))
+            .await
+        {
+            in_flight.insert(service.role, String::from_utf8_lossy(&body).into_owned());
         }
     }
 
@@ -652,6 +661,7 @@ pub(crate) async fn run(launch: &Launch, options: &Options) -> Result<Outcome, P
         probes,
         settled: mes_done && crm_done,
         metrics,
+        in_flight,
         logs,
         spans,
         collector,

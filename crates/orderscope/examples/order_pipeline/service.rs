@@ -51,7 +51,14 @@ pub(crate) fn child_main(role: Role) -> i32 {
 }
 
 async fn run(role: Role) -> i32 {
-    let telemetry = match orderscope::init(role.name()) {
+    // The USE signals and the in-flight tracker are on in the demo: the CRM's order page lists
+    // the order whose status never came back, stuck in `crm.accepted`.
+    let telemetry = match orderscope::builder(role.name())
+        .with_process_metrics()
+        .with_runtime_metrics()
+        .with_order_tracker(crate::model::tracker(role))
+        .build()
+    {
         Ok(t) => t,
         Err(e) => {
             eprintln!("{}: orderscope::init failed: {e}", role.name());
@@ -59,6 +66,7 @@ async fn run(role: Role) -> i32 {
         }
     };
     orderscope::logs::register_stages(role.stages());
+    orderscope::logs::register_terminal_stages(role.terminal_stages());
 
     // Stop on Ctrl-C (serve mode: the terminal signals every process of the group) or when the
     // orchestrator closes our stdin (scripted mode, and the orchestrator's own Ctrl-C).
@@ -107,7 +115,8 @@ async fn run(role: Role) -> i32 {
                 .skip_paths(UNTRACED_PATHS.iter().copied())
                 .catch_panic(true),
         )
-        .merge(telemetry.metrics_router());
+        .merge(telemetry.metrics_router())
+        .merge(orderscope::OrderPage::new().router());
 
     let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
         Ok(l) => l,

@@ -52,6 +52,7 @@ pub(crate) fn render(outcome: &Outcome) -> String {
     red_amqp(&mut out, &samples);
     red_functions(&mut out, &samples);
     stages(&mut out, &samples);
+    stuck(&mut out, outcome);
     orders(&mut out, outcome);
     waterfalls(&mut out, outcome);
     out
@@ -328,6 +329,63 @@ fn stages(out: &mut String, samples: &BTreeMap<Role, Vec<Sample>>) {
     }
 }
 
+/// An order still in flight in a service once the pipeline settled: stuck there.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Stuck {
+    pub(crate) role: Role,
+    pub(crate) id: String,
+    pub(crate) stage: String,
+    pub(crate) seconds: f64,
+    pub(crate) overdue: bool,
+    pub(crate) trace_id: Option<String>,
+}
+
+/// The orders each service's in-flight tracker still holds (its `/debug/orders.json`).
+pub(crate) fn stuck_orders(outcome: &Outcome) -> Vec<Stuck> {
+    let mut out = Vec::new();
+    for (role, body) in &outcome.in_flight {
+        let Ok(doc) = serde_json::from_str::<serde_json::Value>(body) else {
+            continue;
+        };
+        for o in doc["orders"].as_array().into_iter().flatten() {
+            out.push(Stuck {
+                role: *role,
+                id: o["id"].as_str().unwrap_or_default().to_owned(),
+                stage: o["stage"].as_str().unwrap_or_default().to_owned(),
+                seconds: o["stage_age_seconds"].as_f64().unwrap_or_default(),
+                overdue: o["overdue"].as_bool().unwrap_or_default(),
+                trace_id: o["trace_id"].as_str().map(str::to_owned),
+            });
+        }
+    }
+    out
+}
+
+/// The orders stuck right now, beside the late ones: in flight after the pipeline settled.
+fn stuck(out: &mut String, outcome: &Outcome) {
+    let stuck = stuck_orders(outcome);
+    let _ = writeln!(
+        out,
+        "
+Stuck right now (in flight after the pipeline settled; /debug/orders of each service)"
+    );
+    if stuck.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for s in &stuck {
+        let _ = writeln!(
+            out,
+            "  {:<5} {:<16} in {:<14} for {:>5.1} s{}  trace {}",
+            s.role.name(),
+            s.id,
+            s.stage,
+            s.seconds,
+            if s.overdue { ", overdue" } else { "" },
+            s.trace_id.as_deref().unwrap_or("-"),
+        );
+    }
+}
+
 fn orders(out: &mut String, outcome: &Outcome) {
     let _ = writeln!(out, "\nOrders");
     for order in &outcome.orders {
@@ -533,7 +591,7 @@ pub(crate) fn print_serving(services: &[(Role, u16)], collector: Option<&str>) {
         "  mes   {}  GET /dashboard/orders?status=&channel=&overdue=&q=&page=&per_page=",
         url(Role::Mes)
     );
-    println!("  every service: GET /metrics");
+    println!("  every service: GET /metrics, GET /debug/orders (orders in flight, stuck first)");
     match collector {
         Some(c) => println!("  traces go to {c}"),
         None => println!(
