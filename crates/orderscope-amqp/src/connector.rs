@@ -11,6 +11,7 @@ use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 
 use opentelemetry::global::BoxedTracer;
+use orderscope_context::LateTracer;
 
 use crate::consume::{ConsumerConfig, Message};
 use crate::retry::Backoff;
@@ -116,7 +117,7 @@ impl Connector {
 /// What [`run_reconnecting`] consumes, and how.
 #[derive(Clone)]
 pub struct Consume {
-    tracer: Option<Arc<BoxedTracer>>,
+    tracer: Option<Arc<LateTracer>>,
     queue: String,
     consumer_tag: String,
     prefetch: u16,
@@ -150,7 +151,7 @@ impl Consume {
     /// resolved when [`run_reconnecting`] starts.
     #[must_use]
     pub fn tracer(mut self, tracer: BoxedTracer) -> Self {
-        self.tracer = Some(Arc::new(tracer));
+        self.tracer = Some(Arc::new(LateTracer::fixed(tracer)));
         self
     }
 
@@ -263,7 +264,7 @@ where
 async fn open(
     connection: &Connection,
     consume: &Consume,
-    tracer: &Arc<BoxedTracer>,
+    tracer: &Arc<LateTracer>,
     retries: bool,
 ) -> lapin::Result<(crate::TracedConsumer, Option<lapin::Channel>)> {
     let channel = connection.create_channel().await?;

@@ -223,9 +223,9 @@ impl PublishHandles {
         }
         self.sent[i]
             .get(|| {
-                metrics::counter!(
+                Key::from_parts(
                     SENT_MESSAGES,
-                    labels(&self.destination, &[(OUTCOME, "unconfirmed")])
+                    labels(&self.destination, &[(OUTCOME, "unconfirmed")]),
                 )
             })
             .increment(1);
