@@ -3,6 +3,7 @@
 //! the order listing.
 //!
 //! One tracker per process: every test installs the same one and uses stage names of its own.
+//! A sample visits every order (and reports each stall once), so the tests take turns.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -16,6 +17,14 @@ use orderscope_logs::{Tracker, register_stages, register_terminal_stages, stage}
 use tracing::Level;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
+
+/// Taken by each test for its whole run: one test's sample must not report another's stall.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 fn tracker() -> &'static Tracker {
     static ONCE: OnceLock<&'static Tracker> = OnceLock::new();
@@ -132,6 +141,7 @@ fn in_trace<R>(trace_id: TraceId, f: impl FnOnce() -> R) -> R {
 
 #[test]
 fn stage_records_the_current_stage_and_a_terminal_stage_removes_the_order() {
+    let _serial = serial();
     let tracker = tracker();
     register_stages(&["tr.path.received", "tr.path.scheduled"]);
     register_terminal_stages(&["tr.path.shipped"]);
@@ -162,6 +172,7 @@ fn stage_records_the_current_stage_and_a_terminal_stage_removes_the_order() {
 
 #[test]
 fn without_an_order_in_scope_nothing_is_tracked_and_unknown_stages_are_other() {
+    let _serial = serial();
     let tracker = tracker();
     let before = tracker.orders(Some("ORD-OTHER"), 100, SystemTime::now());
     assert!(before.is_empty());
@@ -173,6 +184,7 @@ fn without_an_order_in_scope_nothing_is_tracked_and_unknown_stages_are_other() {
 
 #[test]
 fn gauges_count_in_flight_overdue_and_the_oldest_per_stage() {
+    let _serial = serial();
     let tracker = tracker();
     register_stages(&["tr.gauge.wait", "tr.gauge.empty"]);
     let now = SystemTime::now();
@@ -210,6 +222,7 @@ fn gauges_count_in_flight_overdue_and_the_oldest_per_stage() {
 
 #[test]
 fn a_stall_is_reported_once_with_the_order_fields_and_the_trace_id() {
+    let _serial = serial();
     let tracker = tracker();
     register_stages(&["tr.stall.accepted", "tr.stall.next"]);
     let now = SystemTime::now();
@@ -273,6 +286,7 @@ fn a_stall_is_reported_once_with_the_order_fields_and_the_trace_id() {
 
 #[test]
 fn a_stage_limit_stalls_an_order_without_a_deadline() {
+    let _serial = serial();
     let tracker = tracker();
     register_stages(&["tr.limit.wait"]);
     let now = SystemTime::now();
@@ -295,6 +309,7 @@ fn a_stage_limit_stalls_an_order_without_a_deadline() {
 
 #[test]
 fn orders_lists_late_orders_first_and_searches_by_id() {
+    let _serial = serial();
     let tracker = tracker();
     register_stages(&["tr.list.a", "tr.list.b"]);
     let now = SystemTime::now();
