@@ -122,7 +122,10 @@ type ExporterFactory =
 ///   scope and the same resource as the spans. Log lines are written as well. Not installed as
 ///   a global. The specification's default for `OTEL_LOGS_EXPORTER` is `otlp`; orderscope's is
 ///   `none`, because the log lines are usually collected already;
-/// - the W3C Trace Context and Baggage propagators, globally, always;
+/// - globally, the propagators `OTEL_PROPAGATORS` names (default `tracecontext,baggage`: W3C
+///   Trace Context and Baggage with the order in `baggage`, through orderscope's own codecs;
+///   also `b3`, `b3multi`, `none`; a WARN names any other), also spoken by orderscope's server,
+///   client and AMQP carriers;
 /// - the Prometheus recorder from `orderscope_metrics::prometheus_builder()` (explicit buckets
 ///   for every histogram of the catalogue), globally, with upkeep every 5 s;
 /// - a panic hook that logs the panic as an ERROR event (with the trace ids of the span it
@@ -522,12 +525,7 @@ impl TelemetryBuilder {
             }
             return Err(before_globals(InitError::SubscriberAlreadySet(error)));
         }
-        opentelemetry::global::set_text_map_propagator(
-            opentelemetry::propagation::TextMapCompositePropagator::new(vec![
-                Box::new(opentelemetry_sdk::propagation::TraceContextPropagator::new()),
-                Box::new(opentelemetry_sdk::propagation::BaggagePropagator::new()),
-            ]),
-        );
+        crate::propagators::install(env.get(crate::propagators::OTEL_PROPAGATORS));
         if let Some(provider) = &provider {
             opentelemetry::global::set_tracer_provider(provider.clone());
         }
