@@ -42,12 +42,11 @@ fn build(list: &str) -> Built {
     let (mut trace_context, mut baggage) = (false, false);
     // Where the W3C pair sits among the others, as first named.
     let mut w3c_at: Option<usize> = None;
-    let mut others: Vec<(&str, Boxed)> = Vec::new();
+    let mut others: Vec<(&'static str, Boxed)> = Vec::new();
     let mut unsupported = Vec::new();
     let mut none = false;
     for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        let name_lc = name.to_ascii_lowercase();
-        let known: Option<Boxed> = match name_lc.as_str() {
+        let known = match name.to_ascii_lowercase().as_str() {
             "tracecontext" => {
                 trace_context = true;
                 w3c_at.get_or_insert(others.len());
@@ -58,8 +57,8 @@ fn build(list: &str) -> Built {
                 w3c_at.get_or_insert(others.len());
                 None
             }
-            "b3" => Some(b3(false)),
-            "b3multi" => Some(b3(true)),
+            "b3" => Some("b3"),
+            "b3multi" => Some("b3multi"),
             "none" => {
                 none = true;
                 None
@@ -69,11 +68,10 @@ fn build(list: &str) -> Built {
                 None
             }
         };
-        if let Some(propagator) = known {
-            if !others.iter().any(|(n, _)| *n == name_lc) {
-                let static_name = if name_lc == "b3" { "b3" } else { "b3multi" };
-                others.push((static_name, propagator));
-            }
+        if let Some(known) = known
+            && !others.iter().any(|(n, _)| *n == known)
+        {
+            others.push((known, b3(known == "b3multi")));
         }
     }
     if none {

@@ -30,9 +30,11 @@ pub(crate) enum ClientError {
     Status,
     /// The inner service failed (connection refused, timeout, …) in a way it does not say.
     Service,
-    /// The request timed out (`error.type="timeout"`).
+    /// The request timed out (`error.type="timeout"`); told apart by the reqwest middleware.
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
     Timeout,
-    /// No connection could be made (`error.type="connect"`).
+    /// No connection could be made (`error.type="connect"`); told apart by the reqwest middleware.
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
     Connect,
     /// The request was dropped before the response arrived.
     Cancelled,
