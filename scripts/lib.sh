@@ -59,3 +59,24 @@ ensure_chromium() {
   echo "==> installing Chromium (Debian package chromium)"
   apt_install chromium
 }
+
+# Makes sure a Python with the OpenTelemetry SDK and requests is ready for the foreign-caller
+# test (an OpenTelemetry-Python client posting an order): a virtualenv in target/python-otel,
+# created once. The test finds it there (or through $ORDERSCOPE_PYTHON).
+ensure_python_otel() {
+  local venv=target/python-otel
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import opentelemetry.sdk, requests" 2>/dev/null; then
+    echo "==> Python OpenTelemetry SDK is ready ($venv)"; return 0
+  fi
+  if ! command -v python3 >/dev/null 2>&1; then
+    echo "==> installing python3 from the system packages"
+    apt_install python3 python3-venv
+  fi
+  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    apt_install python3-venv
+    python3 -m venv "$venv"
+  fi
+  echo "==> installing opentelemetry-api, opentelemetry-sdk and requests into $venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "opentelemetry-api==1.45.2" "opentelemetry-sdk==1.45.2" "requests==2.34.2"
+}

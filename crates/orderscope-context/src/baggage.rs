@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use opentelemetry::baggage::Baggage;
+use opentelemetry::baggage::{Baggage, BaggageMetadata};
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 
 use crate::drops::{DropReason, Tally};
@@ -134,6 +134,16 @@ fn decode(value: &str) -> Cow<'_, str> {
     } else {
         Cow::Borrowed(value)
     }
+}
+
+/// The properties of a member (after its first `;`), trimmed; `None` when it has none or they
+/// hold bytes that cannot be written back (control characters, non-ASCII).
+fn properties<'a>(header: &'a str, m: &Member) -> Option<&'a str> {
+    if m.semi >= m.end {
+        return None;
+    }
+    let props = trimmed(header, m.semi + 1, m.end);
+    (!props.is_empty() && props.bytes().all(|b| (0x20..=0x7e).contains(&b))).then_some(props)
 }
 
 /// Which keys a reader keeps.
@@ -313,28 +323,66 @@ impl<'a, 'p> BaggageReader<'a, 'p> {
             Some(Field::CreatedAt) => self.order.created_at = Some(value),
             None => {
                 let value = decode(value).into_owned();
-                self.baggage
-                    .get_or_insert_with(Baggage::new)
-                    .insert(key.to_owned(), value);
+                let baggage = self.baggage.get_or_insert_with(Baggage::new);
+                // Properties (`;k=v`) travel on with their entry.
+                match properties(header, m) {
+                    Some(props) => {
+                        let _ = baggage.insert_with_metadata(key.to_owned(), value, props);
+                    }
+                    None => {
+                        let _ = baggage.insert(key.to_owned(), value);
+                    }
+                }
             }
         }
     }
 
     /// The order built from the `order.*` entries, and the other entries.
     pub(crate) fn finish(self, tally: &mut Tally) -> (Option<OrderContext>, Option<Baggage>) {
-        (build_order(&self.order, tally), self.baggage)
+        (build_order(&self.order, true, tally), self.baggage)
     }
 }
 
-fn field<T>(raw: Option<&str>, parse: impl Fn(&str) -> Option<T>, tally: &mut Tally) -> Option<T> {
-    let value = parse(&decode(raw?));
+/// The order held as plain `order.*` entries of `baggage` (as a stock baggage propagator puts
+/// them in a context), if it has a valid `order.id`. Invalid fields are dropped and counted.
+pub(crate) fn order_from_baggage(baggage: &Baggage, tally: &mut Tally) -> Option<OrderContext> {
+    if baggage.is_empty() {
+        return None;
+    }
+    let mut raw = OrderFields::default();
+    for (key, (value, _)) in baggage {
+        let value = value.as_str();
+        match Field::from_key(key.as_str()) {
+            Some(Field::Id) => raw.id = Some(value),
+            Some(Field::Channel) => raw.channel = Some(value),
+            Some(Field::Deadline) => raw.deadline = Some(value),
+            Some(Field::Priority) => raw.priority = Some(value),
+            Some(Field::CreatedAt) => raw.created_at = Some(value),
+            None => {}
+        }
+    }
+    build_order(&raw, false, tally)
+}
+
+fn field<T>(
+    raw: Option<&str>,
+    encoded: bool,
+    parse: impl Fn(&str) -> Option<T>,
+    tally: &mut Tally,
+) -> Option<T> {
+    let raw = raw?;
+    let value = if encoded {
+        parse(&decode(raw))
+    } else {
+        parse(raw)
+    };
     if value.is_none() {
         tally.add(DropReason::OrderFieldInvalid);
     }
     value
 }
 
-fn build_order(raw: &OrderFields<'_>, tally: &mut Tally) -> Option<OrderContext> {
+fn build_order(raw: &OrderFields<'_>, encoded: bool, tally: &mut Tally) -> Option<OrderContext> {
     let Some(id) = raw.id else {
         if raw.channel.is_some()
             || raw.deadline.is_some()
@@ -345,18 +393,33 @@ fn build_order(raw: &OrderFields<'_>, tally: &mut Tally) -> Option<OrderContext>
         }
         return None;
     };
-    let id = decode(id);
+    let id = if encoded {
+        decode(id)
+    } else {
+        Cow::Borrowed(id)
+    };
     if validate_id(&id).is_err() {
         tally.add(DropReason::OrderFieldInvalid);
         return None;
     }
-    let channel = field(raw.channel, Channel::from_wire, tally);
-    let deadline = field(raw.deadline, Stamp::parse, tally);
-    let priority = field(raw.priority, Priority::from_wire, tally);
-    let created_at = field(raw.created_at, Stamp::parse, tally);
+    let channel = field(raw.channel, encoded, Channel::from_wire, tally);
+    let deadline = field(raw.deadline, encoded, Stamp::parse, tally);
+    let priority = field(raw.priority, encoded, Priority::from_wire, tally);
+    let created_at = field(raw.created_at, encoded, Stamp::parse, tally);
     Some(OrderContext::from_parts(
         &id, channel, deadline, priority, created_at,
     ))
+}
+
+/// Bytes the properties of an entry add (`;` and the properties); 0 when it has none or they
+/// cannot be written (a `,` or a byte outside visible ASCII and space would break the list).
+fn metadata_len(metadata: &BaggageMetadata) -> usize {
+    let m = metadata.as_str().trim_matches(|c| c == ' ' || c == '\t');
+    if m.is_empty() || !m.bytes().all(|b| (0x20..=0x7e).contains(&b) && b != b',') {
+        0
+    } else {
+        1 + metadata.as_str().len()
+    }
 }
 
 /// Writes the `baggage` header: the order fields first, then the other entries (the five
@@ -377,13 +440,17 @@ pub(crate) fn serialize(order: Option<&OrderContext>, baggage: &Baggage) -> Opti
     let mut fits: Vec<bool> = Vec::new();
     if !baggage.is_empty() {
         fits.reserve_exact(baggage.len());
-        for (key, (value, _metadata)) in baggage {
+        for (key, (value, metadata)) in baggage {
             let key = key.as_str();
             if Field::from_key(key).is_some() || !is_token(key) {
                 fits.push(false);
                 continue;
             }
-            let entry = usize::from(entries > 0) + key.len() + 1 + encoded_len(value.as_str());
+            let entry = usize::from(entries > 0)
+                + key.len()
+                + 1
+                + encoded_len(value.as_str())
+                + metadata_len(metadata);
             if entries == MAX_ENTRIES || len + entry > MAX_BYTES {
                 dropped += 1;
                 fits.push(false);
@@ -409,7 +476,7 @@ pub(crate) fn serialize(order: Option<&OrderContext>, baggage: &Baggage) -> Opti
             push_encoded(&mut out, value, encoded_len(value));
         });
     }
-    for ((key, (value, _metadata)), fits) in baggage.iter().zip(fits) {
+    for ((key, (value, metadata)), fits) in baggage.iter().zip(fits) {
         if fits {
             if !out.is_empty() {
                 out.push(',');
@@ -417,6 +484,10 @@ pub(crate) fn serialize(order: Option<&OrderContext>, baggage: &Baggage) -> Opti
             out.push_str(key.as_str());
             out.push('=');
             push_encoded(&mut out, value.as_str(), encoded_len(value.as_str()));
+            if metadata_len(metadata) > 0 {
+                out.push(';');
+                out.push_str(metadata.as_str());
+            }
         }
     }
     debug_assert_eq!(out.len(), len);

@@ -117,6 +117,14 @@ static KEYS: [Key; 9] = reason_keys![
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
 
+impl DropReason {
+    /// Counts one drop for this reason in [`PROPAGATION_DROPPED_METRIC`], for integrations that
+    /// read order fields from elsewhere (a payload) and drop what is invalid.
+    pub fn count(self) {
+        count(self, 1);
+    }
+}
+
 /// Adds `n` to the counter for `reason`.
 pub(crate) fn count(reason: DropReason, n: u64) {
     if n == 0 {

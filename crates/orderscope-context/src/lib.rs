@@ -70,6 +70,7 @@ mod error;
 pub mod keys;
 mod order;
 mod propagation;
+mod propagator;
 mod scope;
 mod time;
 mod traceparent;
@@ -82,5 +83,6 @@ pub use crate::drops::{
 pub use crate::error::OrderContextError;
 pub use crate::order::{Channel, OrderContext, OrderContextBuilder, Priority};
 pub use crate::propagation::{Extracted, Propagation, TrustPolicy, inject};
+pub use crate::propagator::{OrderPropagator, set_carrier_propagator};
 pub use crate::scope::{OrderGuard, WithOrder, WithOrderFuture};
 pub use crate::tracer::LateTracer;

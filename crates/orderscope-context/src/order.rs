@@ -310,6 +310,29 @@ impl OrderContext {
         }
     }
 
+    /// This order with only the fields whose key `keep` accepts; `None` when it refuses
+    /// `order.id`.
+    pub(crate) fn restricted(&self, keep: impl Fn(&str) -> bool) -> Option<Self> {
+        if !keep(keys::ORDER_ID) {
+            return None;
+        }
+        let i = &*self.inner;
+        if keep(keys::ORDER_CHANNEL)
+            && keep(keys::ORDER_DEADLINE)
+            && keep(keys::ORDER_PRIORITY)
+            && keep(keys::ORDER_CREATED_AT)
+        {
+            return Some(self.clone());
+        }
+        Some(Self::from_parts(
+            &i.id,
+            i.channel.filter(|_| keep(keys::ORDER_CHANNEL)),
+            i.deadline.filter(|_| keep(keys::ORDER_DEADLINE)),
+            i.priority.filter(|_| keep(keys::ORDER_PRIORITY)),
+            i.created_at.filter(|_| keep(keys::ORDER_CREATED_AT)),
+        ))
+    }
+
     /// The order id (`order.id`).
     pub fn id(&self) -> &str {
         &self.inner.id

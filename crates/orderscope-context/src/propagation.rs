@@ -1,15 +1,18 @@
 //! Extraction with a trust policy, and injection.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use opentelemetry::Context;
-use opentelemetry::baggage::BaggageExt;
-use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::baggage::{Baggage, BaggageExt};
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, TraceContextExt, TraceState};
 
 use crate::baggage::{self, BaggageReader, KeyFilter};
 use crate::drops::{DropReason, Tally};
+use crate::keys::{Field, ORDER_ID};
 use crate::order::OrderContext;
+use crate::propagator::carrier_propagator;
 use crate::traceparent::{
     TraceParent, format_traceparent, format_tracestate, parse_traceparent, parse_tracestate,
 };
@@ -144,10 +147,13 @@ impl Propagation {
     /// The context is built on an empty [`Context`], so nothing from the current thread leaks
     /// into the remote parent.
     pub fn extract<E: Extractor + ?Sized>(&self, carrier: &E) -> Extracted {
+        if let Some(propagator) = carrier_propagator() {
+            return self.extract_with(&*propagator, &UnsizedRef(carrier));
+        }
         let mut tally = Tally::default();
         let remote = self.read_trace(
             carrier.get(TRACEPARENT),
-            || carrier.get(TRACESTATE),
+            || joined(carrier.get_all(TRACESTATE)?.into_iter()),
             &mut tally,
         );
         let mut reader = self.baggage_reader();
@@ -155,6 +161,48 @@ impl Propagation {
             reader.read(value, &mut tally);
         }
         self.finish(remote, reader, tally)
+    }
+
+    /// Extraction through a generic propagator: its context, then this policy.
+    pub(crate) fn extract_with(
+        &self,
+        propagator: &(dyn TextMapPropagator + Send + Sync),
+        carrier: &dyn Extractor,
+    ) -> Extracted {
+        let read = propagator.extract_with_context(&Context::new(), carrier);
+        let mut tally = Tally::default();
+        let span = read.span();
+        let sc = span.span_context();
+        let remote = sc.is_valid().then(|| sc.clone());
+        let keep = |key: &str| match self.policy {
+            TrustPolicy::Trusted => true,
+            TrustPolicy::Untrusted => self.allowed.contains(&key),
+        };
+        let mut order = read
+            .get::<OrderContext>()
+            .cloned()
+            .or_else(|| baggage::order_from_baggage(read.baggage(), &mut tally));
+        if let Some(o) = &order {
+            if !keep(ORDER_ID) {
+                tally.add(DropReason::UntrustedBaggage);
+            }
+            order = o.restricted(keep);
+        }
+        let mut entries: Option<Baggage> = None;
+        for (key, (value, metadata)) in read.baggage() {
+            if Field::from_key(key.as_str()).is_some() {
+                continue;
+            }
+            if !keep(key.as_str()) {
+                tally.add(DropReason::UntrustedBaggage);
+                continue;
+            }
+            let _ = entries
+                .get_or_insert_with(Baggage::new)
+                .insert_with_metadata(key.clone(), value.clone(), metadata.clone());
+        }
+        tally.flush();
+        self.assemble(remote, order, entries)
     }
 
     pub(crate) fn baggage_reader(&self) -> BaggageReader<'_, '_> {
@@ -168,7 +216,7 @@ impl Propagation {
     pub(crate) fn read_trace<'a>(
         &self,
         traceparent: Option<&str>,
-        tracestate: impl FnOnce() -> Option<&'a str>,
+        tracestate: impl FnOnce() -> Option<Cow<'a, str>>,
         tally: &mut Tally,
     ) -> Option<SpanContext> {
         let TraceParent {
@@ -184,7 +232,7 @@ impl Propagation {
         };
         let state = match tracestate() {
             None => TraceState::NONE,
-            Some(value) => parse_tracestate(value).unwrap_or_else(|()| {
+            Some(value) => parse_tracestate(&value).unwrap_or_else(|()| {
                 tally.add(DropReason::TracestateInvalid);
                 TraceState::NONE
             }),
@@ -200,6 +248,15 @@ impl Propagation {
     ) -> Extracted {
         let (order, baggage) = reader.finish(&mut tally);
         tally.flush();
+        self.assemble(remote, order, baggage)
+    }
+
+    fn assemble(
+        &self,
+        remote: Option<SpanContext>,
+        order: Option<OrderContext>,
+        baggage: Option<Baggage>,
+    ) -> Extracted {
         let mut cx = Context::new();
         if let (TrustPolicy::Trusted, Some(sc)) = (self.policy, &remote) {
             cx = cx.with_remote_span_context(sc.clone());
@@ -211,6 +268,24 @@ impl Propagation {
             cx = cx.with_value(order.clone());
         }
         Extracted { cx, remote, order }
+    }
+}
+
+/// Several values of one list header (`tracestate`) read as one, joined by commas; borrowed
+/// when there is only one.
+pub(crate) fn joined<'a>(mut values: impl Iterator<Item = &'a str>) -> Option<Cow<'a, str>> {
+    let first = values.next()?;
+    match values.next() {
+        None => Some(Cow::Borrowed(first)),
+        Some(second) => {
+            let mut all = String::with_capacity(first.len() + 1 + second.len());
+            all.push_str(first);
+            for value in std::iter::once(second).chain(values) {
+                all.push(',');
+                all.push_str(value);
+            }
+            Some(Cow::Owned(all))
+        }
     }
 }
 
@@ -264,6 +339,9 @@ impl Extracted {
 /// # Ok::<(), orderscope_context::OrderContextError>(())
 /// ```
 pub fn inject<I: Injector + ?Sized>(cx: &Context, carrier: &mut I) {
+    if let Some(propagator) = carrier_propagator() {
+        return propagator.inject_context(cx, &mut Unsized(carrier));
+    }
     let headers = Headers::of(cx);
     if let Some(tp) = headers.traceparent {
         carrier.set(TRACEPARENT, tp);
@@ -273,6 +351,31 @@ pub fn inject<I: Injector + ?Sized>(cx: &Context, carrier: &mut I) {
     }
     if let Some(b) = headers.baggage {
         carrier.set(BAGGAGE, b);
+    }
+}
+
+/// A carrier behind a reference, for the `dyn` carrier of a generic propagator.
+struct Unsized<'a, C: ?Sized>(&'a mut C);
+
+impl<C: Injector + ?Sized> Injector for Unsized<'_, C> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.set(key, value);
+    }
+}
+
+struct UnsizedRef<'a, C: ?Sized>(&'a C);
+
+impl<C: Extractor + ?Sized> Extractor for UnsizedRef<'_, C> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys()
+    }
+
+    fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+        self.0.get_all(key)
     }
 }
 
@@ -286,8 +389,13 @@ pub(crate) struct Headers {
 
 impl Headers {
     pub(crate) fn of(cx: &Context) -> Self {
+        Self::of_parts(cx, true, true)
+    }
+
+    /// The trace context headers (when `trace_context`) and `baggage` (when `baggage`) of `cx`.
+    pub(crate) fn of_parts(cx: &Context, trace_context: bool, baggage: bool) -> Self {
         let mut headers = Headers::default();
-        if cx.has_active_span() {
+        if trace_context && cx.has_active_span() {
             let span = cx.span();
             let sc = span.span_context();
             if sc.is_valid() {
@@ -295,7 +403,19 @@ impl Headers {
                 headers.tracestate = format_tracestate(sc.trace_state());
             }
         }
-        headers.baggage = baggage::serialize(cx.get::<OrderContext>(), cx.baggage());
+        if baggage {
+            headers.baggage = match cx.get::<OrderContext>() {
+                Some(order) => baggage::serialize(Some(order), cx.baggage()),
+                None => {
+                    // Plain `order.*` baggage (from a stock propagator or `with_baggage`) is the
+                    // order: written as one, validated.
+                    let mut tally = Tally::default();
+                    let order = baggage::order_from_baggage(cx.baggage(), &mut tally);
+                    tally.flush();
+                    baggage::serialize(order.as_ref(), cx.baggage())
+                }
+            };
+        }
         headers
     }
 }

@@ -439,3 +439,83 @@ fn http_non_ascii_header_values_are_counted() {
     });
     assert_eq!(c, counts(&[("header_invalid", 2)]));
 }
+
+#[test]
+fn several_tracestate_headers_are_combined() {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("traceparent", TP.parse().unwrap());
+    headers.append("tracestate", "congo=t61rcWkgMzE".parse().unwrap());
+    headers.append(
+        "tracestate",
+        "rojo=00f067aa0ba902b7, acme@vendor=x;y".parse().unwrap(),
+    );
+    let e = Propagation::trusted().extract_http(&headers);
+    let state = e.remote().unwrap().trace_state().clone();
+    assert_eq!(state.get("congo"), Some("t61rcWkgMzE"));
+    assert_eq!(state.get("rojo"), Some("00f067aa0ba902b7"));
+    assert_eq!(state.get("acme@vendor"), Some("x;y"));
+
+    // Re-injected as one header, every vendor's entry in its order.
+    let mut out = http::HeaderMap::new();
+    orderscope_context::carrier::inject_http(e.context(), &mut out);
+    assert_eq!(out.get_all("tracestate").iter().count(), 1);
+    assert_eq!(
+        out["tracestate"],
+        "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7,acme@vendor=x;y"
+    );
+
+    // Combined, the W3C limit of 32 members still holds: 33 drop the header whole.
+    let mut headers = http::HeaderMap::new();
+    headers.insert("traceparent", TP.parse().unwrap());
+    let first: Vec<String> = (0..20).map(|i| format!("a{i}=1")).collect();
+    let second: Vec<String> = (0..13).map(|i| format!("b{i}=1")).collect();
+    headers.append("tracestate", first.join(",").parse().unwrap());
+    headers.append("tracestate", second.join(",").parse().unwrap());
+    let (e, c) = dropped(|| Propagation::trusted().extract_http(&headers));
+    assert_eq!(e.remote().unwrap().trace_state().header(), "");
+    assert_eq!(c, counts(&[("tracestate_invalid", 1)]));
+}
+
+#[test]
+fn baggage_properties_survive_reinjection() {
+    let e = extract(&[
+        ("traceparent", TP),
+        (
+            "baggage",
+            "order.id=ORD-1;ignored=1,customer.tier=gold;ttl=60,session=s1 ; sampled ;p=v,plain=x",
+        ),
+    ]);
+    let mut out: HashMap<String, String> = HashMap::new();
+    orderscope_context::inject(e.context(), &mut out);
+    let mut members: Vec<&str> = out["baggage"].split(',').collect();
+    assert_eq!(members.remove(0), "order.id=ORD-1");
+    members.sort_unstable();
+    assert_eq!(
+        members,
+        [
+            "customer.tier=gold;ttl=60",
+            "plain=x",
+            "session=s1;sampled ;p=v"
+        ]
+    );
+    // The stock propagator reads the properties back as the entries' metadata.
+    let stock = opentelemetry_sdk::propagation::BaggagePropagator::new();
+    let cx = opentelemetry::propagation::TextMapPropagator::extract(&stock, &out);
+    let (value, meta) = cx.baggage().get_with_metadata("customer.tier").unwrap();
+    assert_eq!(value.as_str(), "gold");
+    assert_eq!(meta.as_str(), "ttl=60");
+}
+
+#[test]
+fn other_vendors_tracestate_survives_reinjection() {
+    let e = extract(&[
+        ("traceparent", TP),
+        ("tracestate", "dd=s:1;o:rum,congo=t61rcWkgMzE,tenant@sys=v"),
+    ]);
+    let mut out: HashMap<String, String> = HashMap::new();
+    orderscope_context::inject(e.context(), &mut out);
+    assert_eq!(
+        out["tracestate"],
+        "dd=s:1;o:rum,congo=t61rcWkgMzE,tenant@sys=v"
+    );
+}

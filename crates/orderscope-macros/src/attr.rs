@@ -23,7 +23,9 @@ impl Kind {
     fn expected(self) -> &'static str {
         match self {
             Kind::Red => "`name`, `track_concurrency`, `result` or `crate`",
-            Kind::OrderHandler => "`order`, `name`, `track_concurrency`, `result` or `crate`",
+            Kind::OrderHandler => {
+                "`order`, `fallback_order`, `name`, `track_concurrency`, `result` or `crate`"
+            }
         }
     }
 }
@@ -38,8 +40,10 @@ pub(crate) struct Args {
     pub(crate) result: Option<LitBool>,
     /// `crate = "..."`: path to the `orderscope` crate; defaults to `::orderscope`.
     pub(crate) krate: Option<Path>,
-    /// `order = <expr>` (`#[order_handler]` only).
+    /// `order = <expr>` or `fallback_order = <expr>` (`#[order_handler]` only).
     pub(crate) order: Option<Expr>,
+    /// The order came as `fallback_order`: used only when no order is in scope already.
+    pub(crate) fallback: bool,
 }
 
 impl Args {
@@ -50,6 +54,7 @@ impl Args {
             result: None,
             krate: None,
             order: None,
+            fallback: false,
         };
         let mut seen_track = false;
         let parser = syn::meta::parser(|meta| {
@@ -77,17 +82,22 @@ impl Args {
                 args.krate = Some(lit.parse().map_err(|_| {
                     syn::Error::new(lit.span(), "`crate` must be a path, like \"::orderscope\"")
                 })?);
-            } else if meta.path.is_ident("order") {
+            } else if meta.path.is_ident("order") || meta.path.is_ident("fallback_order") {
+                let fallback = meta.path.is_ident("fallback_order");
+                let option = if fallback { "fallback_order" } else { "order" };
                 if kind != Kind::OrderHandler {
-                    return Err(
-                        meta.error("`order` is accepted by #[order_handler], not by #[red]")
-                    );
+                    return Err(meta.error(format_args!(
+                        "`{option}` is accepted by #[order_handler], not by #[red]"
+                    )));
                 }
-                reject_duplicate(&meta, args.order.is_some())?;
+                if args.order.is_some() {
+                    return Err(meta.error("give the order once: `order` or `fallback_order`"));
+                }
                 if !meta.input.peek(syn::Token![=]) {
-                    return Err(meta.error("expected `order = <expression>`"));
+                    return Err(meta.error(format_args!("expected `{option} = <expression>`")));
                 }
                 args.order = Some(meta.value()?.parse()?);
+                args.fallback = fallback;
             } else {
                 let name = meta
                     .path
@@ -106,7 +116,8 @@ impl Args {
         if kind == Kind::OrderHandler && args.order.is_none() {
             return Err(syn::Error::new(
                 Span::call_site(),
-                "#[order_handler] needs the order: `#[order_handler(order = <expression>)]`",
+                "#[order_handler] needs the order: `#[order_handler(order = <expression>)]` (or \
+                 `fallback_order = <expression>`)",
             ));
         }
         Ok(args)

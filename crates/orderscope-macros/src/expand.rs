@@ -140,7 +140,11 @@ fn instrument(kind: Kind, args: &Args, func: ItemFn) -> syn::Result<TokenStream>
         },
         (Kind::OrderHandler, _) => {
             let order = args.order.as_ref().expect("checked by Args::parse");
-            let order = quote_spanned!(order.span()=> #private::as_order(&(#order)));
+            let order = if args.fallback {
+                quote_spanned!(order.span()=> #private::current_order_or(|| #private::as_order(&(#order))))
+            } else {
+                quote_spanned!(order.span()=> #private::as_order(&(#order)))
+            };
             let span = quote! {
                 let __orderscope_order = #order;
                 let __orderscope_span = #private::tracing::info_span!(

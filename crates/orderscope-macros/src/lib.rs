@@ -72,7 +72,10 @@
 //! - `crate = "…"`: the path of the `orderscope` crate, when it is renamed in `Cargo.toml` or
 //!   re-exported. Defaults to `::orderscope`.
 //!
-//! `#[order_handler]` also requires `order = <expression>`, evaluated at the start of the body
+//! `#[order_handler]` also requires the order: `order = <expression>` or, for callers that may
+//! not send it as baggage, `fallback_order = <expression>` — the order already in scope (read from
+//! the request's or message's baggage) when there is one, else the expression's (evaluated only
+//! then). The expression is evaluated at the start of the body
 //! (arguments in scope, borrowed): an order id (`&str`, `String`, …), an `OrderContext`, or an
 //! `Option`/`Result` of one. When there is no valid order the body runs all the same, without an
 //! order; an invalid id is counted in

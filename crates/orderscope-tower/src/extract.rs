@@ -8,7 +8,8 @@ use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
-use orderscope_context::OrderContext;
+use opentelemetry::trace::TraceContextExt;
+use orderscope_context::{DropReason, OrderContext};
 
 /// The order of the request, as an axum extractor; derefs to [`OrderContext`].
 ///
@@ -44,6 +45,61 @@ impl Order {
     /// The order context.
     pub fn into_inner(self) -> OrderContext {
         self.0
+    }
+
+    /// The request's order, or — when the request brought none, as from a caller that knows
+    /// nothing of orderscope and sends the order id only in its payload, path or query — a new
+    /// order with `id`, whose fields are recorded on the current span (the server span of
+    /// [`ServerLayer`](crate::ServerLayer)).
+    ///
+    /// Run the rest of the handler with it in scope ([`WithOrder::with_order`](orderscope_context::WithOrder))
+    /// so that its log lines, spans, stages and outgoing calls carry it too. `None` when the request
+    /// brought no order and `id` is not a valid order id (counted in
+    /// `orderscope_propagation_dropped_total{reason="order_field_invalid"}`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use axum::{Router, extract::Path, routing::post};
+    /// use orderscope_context::WithOrder;
+    /// use orderscope_tower::{Order, ServerLayer};
+    ///
+    /// // The caller names the order only in the path (or the JSON body, the query string …).
+    /// async fn confirm(order: Option<Order>, Path(id): Path<String>) -> String {
+    ///     let Some(order) = Order::or_from_id(order, &id) else {
+    ///         return "invalid order id".to_owned();
+    ///     };
+    ///     work(id).with_order(order.into_inner()).await
+    /// }
+    ///
+    /// async fn work(id: String) -> String {
+    ///     tracing::info!("confirmed"); // the log line carries order.id
+    ///     format!("confirmed {id}")
+    /// }
+    ///
+    /// let app: Router = Router::new()
+    ///     .route("/orders/{id}/confirm", post(confirm))
+    ///     .layer(ServerLayer::new());
+    /// # let _ = app;
+    /// ```
+    pub fn or_from_id(order: Option<Order>, id: &str) -> Option<Order> {
+        if let Some(order) = order {
+            return Some(order);
+        }
+        match OrderContext::new(id) {
+            Ok(order) => {
+                let cx = opentelemetry::Context::current();
+                let span = cx.span();
+                if span.is_recording() {
+                    span.set_attributes(order.attributes());
+                }
+                Some(Order(order))
+            }
+            Err(_) => {
+                DropReason::OrderFieldInvalid.count();
+                None
+            }
+        }
     }
 
     fn find(parts: &Parts) -> Option<Self> {

@@ -54,6 +54,8 @@
 //!
 //! # Feature flags
 //!
+//! - `reqwest`: [`reqwest::ClientMiddleware`], the client instrumentation for
+//!   `reqwest-middleware`.
 //! - `connect-info` (default): records `client.address` on server spans from axum's
 //!   `ConnectInfo<SocketAddr>` (serve with `into_make_service_with_connect_info`); enables axum's
 //!   `tokio` feature.
@@ -68,8 +70,11 @@ pub mod client;
 mod common;
 mod extract;
 mod names;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 pub mod server;
 
-pub use crate::client::{Client, ClientLayer, NoPropagation, UrlTemplate};
+pub use crate::client::{BaggageEgress, Client, ClientLayer, NoPropagation, UrlTemplate};
 pub use crate::extract::{MissingOrder, Order};
 pub use crate::server::{Server, ServerLayer};

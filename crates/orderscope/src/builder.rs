@@ -68,8 +68,11 @@ type ExporterFactory = Box<
 ///   scope and the same resource as the spans. Log lines are written as well. Not installed as
 ///   a global. The specification's default for `OTEL_LOGS_EXPORTER` is `otlp`; orderscope's is
 ///   `none`, because the log lines are usually collected already;
-/// - the W3C Trace Context and Baggage propagators (or the one given to
-///   [`with_propagator`](Self::with_propagator)), globally;
+/// - globally, the propagators `OTEL_PROPAGATORS` names (default `tracecontext,baggage`: W3C
+///   Trace Context and Baggage with the order in `baggage`, through orderscope's own codecs;
+///   also `b3`, `b3multi`, `none`; a WARN names any other), or the one given to
+///   [`with_propagator`](Self::with_propagator); orderscope's server, client and AMQP carriers
+///   speak the same;
 /// - the Prometheus recorder from `orderscope_metrics::prometheus_builder()` (explicit buckets
 ///   for every histogram of the catalogue), globally, with upkeep every 5 s (unless
 ///   [`with_prometheus_recorder(false)`](Self::with_prometheus_recorder));
@@ -214,9 +217,10 @@ impl TelemetryBuilder {
         self
     }
 
-    /// The propagator installed globally (`opentelemetry::global::set_text_map_propagator`) and
-    /// handed back by [`build_parts`](Self::build_parts). Defaults to W3C Trace Context and
-    /// Baggage.
+    /// The propagator installed globally (`opentelemetry::global::set_text_map_propagator`),
+    /// spoken by orderscope's carriers, and handed back by [`build_parts`](Self::build_parts).
+    /// Beats `OTEL_PROPAGATORS`. Defaults to what `OTEL_PROPAGATORS` names, or W3C Trace Context
+    /// and Baggage with the order in `baggage`.
     pub fn with_propagator<P>(mut self, propagator: P) -> Self
     where
         P: TextMapPropagator + Send + Sync + 'static,
@@ -417,7 +421,7 @@ impl TelemetryBuilder {
             // Only when another thread installed a subscriber since the check above.
             return Err(InitError::SubscriberAlreadySet);
         }
-        opentelemetry::global::set_text_map_propagator(propagator);
+        crate::propagators::install(propagator);
         if let Some(provider) = provider {
             opentelemetry::global::set_tracer_provider(provider);
         }
@@ -494,7 +498,7 @@ impl TelemetryBuilder {
             filter,
             layer,
             tracer_provider: provider,
-            propagator,
+            propagator: propagator.into_composite(),
             recorder,
             telemetry,
         })
@@ -664,7 +668,11 @@ impl TelemetryBuilder {
             writer,
             ansi,
         };
-        let propagator = self.propagator.unwrap_or_else(default_propagator);
+        let propagator = crate::propagators::choose(
+            self.propagator,
+            env.get(crate::propagators::OTEL_PROPAGATORS),
+            &mut config.warnings,
+        );
         let bridge = logger_provider
             .as_ref()
             .map(|provider| (provider.clone(), logs_shut_down.clone()));
@@ -722,7 +730,7 @@ struct Pieces {
     provider: Option<SdkTracerProvider>,
     /// The logger provider and the shutdown flag of the bridge, when log records are exported.
     bridge: Option<(SdkLoggerProvider, Arc<AtomicBool>)>,
-    propagator: TextMapCompositePropagator,
+    propagator: crate::propagators::Chosen,
     recorder: Option<PrometheusRecorder>,
     telemetry: Telemetry,
 }
@@ -751,15 +759,6 @@ where
         .layer::<S>()
         .and_then(otel_layer)
         .and_then(logs_layer)
-}
-
-/// The propagator installed unless [`TelemetryBuilder::with_propagator`] names another: W3C
-/// Trace Context and Baggage.
-fn default_propagator() -> TextMapCompositePropagator {
-    TextMapCompositePropagator::new(vec![
-        Box::new(opentelemetry_sdk::propagation::TraceContextPropagator::new()),
-        Box::new(opentelemetry_sdk::propagation::BaggagePropagator::new()),
-    ])
 }
 
 fn resource(config: &ResolvedConfig) -> Resource {

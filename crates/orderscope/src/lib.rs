@@ -20,7 +20,8 @@
 //!   [`with_logs_export`](TelemetryBuilder::with_logs_export)), OTLP export of log records too,
 //!   through `opentelemetry-appender-tracing`, with the trace and span ids and the order fields;
 //!   the log lines are written either way;
-//! - the W3C Trace Context and Baggage propagators;
+//! - the propagators `OTEL_PROPAGATORS` names (default W3C Trace Context and Baggage, the order
+//!   in `baggage`), globally and on every orderscope carrier;
 //! - the Prometheus recorder, served by [`Telemetry::metrics_router`] (`GET /metrics`);
 //! - a panic hook that logs panics with their trace ids.
 //!
@@ -51,6 +52,7 @@
 //! - `tower` (default): the HTTP server and client layers, as `orderscope::tower`.
 //! - `macros` (default): the `#[red]` and `#[order_handler]` attributes.
 //! - `amqp`: RabbitMQ instrumentation over lapin, as `orderscope::amqp`.
+//! - `reqwest`: [`ReqwestMiddleware`], the client instrumentation for `reqwest-middleware`.
 //! - `full`: all of the above.
 //!
 //! # Supported Rust versions
@@ -75,6 +77,7 @@ mod otlp; // the OTLP exporters
 mod panic_hook;
 mod parts; // TelemetryParts: the pieces, not installed
 pub mod prelude;
+mod propagators; // the propagators OTEL_PROPAGATORS names, spoken by every carrier
 mod queue; // the bounded, counted span queue
 mod span_processor; // the order fields on every span
 mod startup; // the start-up line, metric descriptions
@@ -119,6 +122,10 @@ pub use orderscope_metrics as metrics_catalogue;
 pub use orderscope_amqp as amqp;
 #[cfg(feature = "tower")]
 pub use orderscope_tower as tower;
+/// The HTTP client instrumentation for `reqwest-middleware` clients (feature `reqwest`):
+/// `orderscope::tower::reqwest::ClientMiddleware`.
+#[cfg(feature = "reqwest")]
+pub use orderscope_tower::reqwest::ClientMiddleware as ReqwestMiddleware;
 
 pub use self::__private::ErrorType;
 #[cfg(feature = "macros")]

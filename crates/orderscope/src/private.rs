@@ -227,6 +227,13 @@ pub fn as_order<T: AsOrder + ?Sized>(value: &T) -> Option<OrderContext> {
     value.as_order()
 }
 
+/// Evaluates `fallback_order = …` of `#[order_handler]`: the order in scope (from the request's or
+/// message's baggage) when there is one, else `fallback()`.
+#[inline]
+pub fn current_order_or(fallback: impl FnOnce() -> Option<OrderContext>) -> Option<OrderContext> {
+    OrderContext::current().or_else(fallback)
+}
+
 /// Records the order fields on the handler's span (declared with `Empty` values).
 pub fn record_order(span: &tracing::Span, order: Option<&OrderContext>) {
     if let Some(order) = order

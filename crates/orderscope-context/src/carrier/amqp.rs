@@ -1,5 +1,6 @@
 //! AMQP header table (lapin `FieldTable`) carrier.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -10,6 +11,7 @@ use crate::drops::{self, DropReason, Tally};
 use crate::keys::X_ORDER_ID;
 use crate::order::OrderContext;
 use crate::propagation::{BAGGAGE, Extracted, Headers, Propagation, TRACEPARENT, TRACESTATE};
+use crate::propagator::carrier_propagator;
 
 /// MassTransit's header holding the W3C `traceparent` of the sending activity.
 pub const MT_ACTIVITY_ID: &str = "MT-Activity-Id";
@@ -56,7 +58,42 @@ impl Injector for FieldTableInjector<'_> {
     }
 }
 
+/// A copy of `table` without `key`.
+fn without(table: &mut FieldTable, key: &str) {
+    if table.contains_key(key) {
+        let rest: BTreeMap<ShortString, AMQPValue> = table
+            .inner()
+            .iter()
+            .filter(|(k, _)| k.as_str() != key)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        *table = FieldTable::from(rest);
+    }
+}
+
+/// Writes whatever the propagator writes, always as long strings.
+struct Overwrite<'a>(FieldTableInjector<'a>);
+
+impl Injector for Overwrite<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.put(key, value);
+    }
+}
+
 fn write(table: &mut FieldTable, cx: &Context, replace_trace: bool) {
+    if let Some(propagator) = carrier_propagator() {
+        if replace_trace {
+            without(table, TRACESTATE);
+            propagator.inject_context(cx, &mut Overwrite(FieldTableInjector(table)));
+        } else {
+            propagator.inject_context(cx, &mut FieldTableInjector(table));
+        }
+        let order = cx.get::<OrderContext>();
+        if let Some(order) = order {
+            FieldTableInjector(table).put(X_ORDER_ID, order.id().to_owned());
+        }
+        return;
+    }
     let headers = Headers::of(cx);
     let mut injector = FieldTableInjector(table);
     let keep_trace = !replace_trace && injector.0.contains_key(TRACEPARENT);
@@ -66,17 +103,8 @@ fn write(table: &mut FieldTable, cx: &Context, replace_trace: bool) {
         }
         match headers.tracestate {
             Some(ts) => injector.put(TRACESTATE, ts),
-            None if replace_trace && injector.0.contains_key(TRACESTATE) => {
-                // A replaced traceparent must not travel with the old tracestate.
-                let rest: BTreeMap<ShortString, AMQPValue> = injector
-                    .0
-                    .inner()
-                    .iter()
-                    .filter(|(k, _)| k.as_str() != TRACESTATE)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                *injector.0 = FieldTable::from(rest);
-            }
+            // A replaced traceparent must not travel with the old tracestate.
+            None if replace_trace => without(injector.0, TRACESTATE),
             None => {}
         }
     }
@@ -199,12 +227,19 @@ impl Propagation {
     /// ```
     pub fn extract_amqp(&self, headers: &FieldTable) -> Extracted {
         let carrier = FieldTableExtractor(headers);
+        if let Some(propagator) = carrier_propagator() {
+            return self.extract_with(&*propagator, &carrier);
+        }
         let mut tally = Tally::default();
         let traceparent = carrier.get_with_fallback(TRACEPARENT, &mut tally);
         let mut state_tally = Tally::default();
         let remote = self.read_trace(
             traceparent,
-            || carrier.get_str(TRACESTATE, &mut state_tally),
+            || {
+                carrier
+                    .get_str(TRACESTATE, &mut state_tally)
+                    .map(Cow::Borrowed)
+            },
             &mut tally,
         );
         state_tally.flush();

@@ -6,6 +6,7 @@ use opentelemetry::propagation::{Extractor, Injector};
 
 use crate::drops::{self, DropReason, Tally};
 use crate::propagation::{Extracted, Headers, Propagation};
+use crate::propagator::carrier_propagator;
 
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
@@ -112,6 +113,9 @@ impl Extractor for HeaderExtractor<'_> {
 /// # Ok::<(), orderscope_context::OrderContextError>(())
 /// ```
 pub fn inject_http(cx: &Context, headers: &mut HeaderMap) {
+    if let Some(propagator) = carrier_propagator() {
+        return propagator.inject_context(cx, &mut HeaderInjector(headers));
+    }
     let values = Headers::of(cx);
     let mut put = |name: HeaderName, value: Option<String>| {
         if let Some(value) = value {
@@ -145,6 +149,9 @@ impl Propagation {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn extract_http(&self, headers: &HeaderMap) -> Extracted {
+        if let Some(propagator) = carrier_propagator() {
+            return self.extract_with(&*propagator, &HeaderExtractor(headers));
+        }
         let mut tally = Tally::default();
         let traceparent = headers
             .get(TRACEPARENT)
@@ -153,9 +160,12 @@ impl Propagation {
         let remote = self.read_trace(
             traceparent,
             || {
-                headers
-                    .get(TRACESTATE)
-                    .and_then(|v| header_str(v, &mut state_tally))
+                crate::propagation::joined(
+                    headers
+                        .get_all(TRACESTATE)
+                        .iter()
+                        .filter_map(|v| header_str(v, &mut state_tally)),
+                )
             },
             &mut tally,
         );

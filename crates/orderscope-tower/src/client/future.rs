@@ -44,6 +44,18 @@ impl ClientRecorder {
         }
     }
 
+    /// The client span's context, when the span is recorded.
+    #[cfg(feature = "reqwest")]
+    pub(crate) fn context(&self) -> Option<&opentelemetry::Context> {
+        self.cx.as_ref()
+    }
+
+    /// Records the outcome: a response `status` (0 when none arrived) and its error class.
+    #[cfg(feature = "reqwest")]
+    pub(crate) fn finish(mut self, status: u16, error: ClientError) {
+        self.record(status, error);
+    }
+
     fn record(&mut self, status: u16, error: ClientError) {
         if self.done {
             return;

@@ -10,7 +10,7 @@ use orderscope_context::LateTracer;
 use orderscope_metrics::{KeyedHandle, Overflow, SeriesBudget, SeriesLimit};
 use tower_layer::Layer;
 
-use super::Client;
+use super::{BaggageEgress, Client};
 use crate::common::MethodKind;
 use crate::names::{
     CLIENT_REQUEST_DURATION, ERROR_TYPE, HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE,
@@ -29,8 +29,14 @@ pub(crate) enum ClientError {
     None,
     /// A 4xx or 5xx response: `error_type` is the status code.
     Status,
-    /// The inner service failed (connection refused, timeout, …).
+    /// The inner service failed (connection refused, timeout, …) in a way it does not say.
     Service,
+    /// The request timed out (`error.type="timeout"`); told apart by the reqwest middleware.
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
+    Timeout,
+    /// No connection could be made (`error.type="connect"`); told apart by the reqwest middleware.
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
+    Connect,
     /// The request was dropped before the response arrived.
     Cancelled,
 }
@@ -40,6 +46,8 @@ impl ClientError {
         match self {
             Self::None | Self::Status => None,
             Self::Service => Some("_OTHER"),
+            Self::Timeout => Some("timeout"),
+            Self::Connect => Some("connect"),
             Self::Cancelled => Some("cancelled"),
         }
     }
@@ -75,6 +83,28 @@ impl HostEntry {
     }
 }
 
+/// The settings of a [`ClientLayer`].
+#[derive(Clone, Debug)]
+pub(crate) struct ClientConfig {
+    pub(crate) propagate: bool,
+    pub(crate) tracing: bool,
+    pub(crate) series_limit: usize,
+    pub(crate) tracer: Option<Arc<BoxedTracer>>,
+    pub(crate) egress: BaggageEgress,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            propagate: true,
+            tracing: true,
+            series_limit: DEFAULT_SERIES_LIMIT,
+            tracer: None,
+            egress: BaggageEgress::default(),
+        }
+    }
+}
+
 /// What every service built by one layer shares.
 ///
 /// Series are kept per host entry (slots scanned by a small key, like the server's route entries),
@@ -82,10 +112,7 @@ impl HostEntry {
 /// overflow series are the shared [`SeriesBudget`] and [`Overflow`].
 #[derive(Debug)]
 pub(crate) struct ClientShared {
-    pub(crate) propagate: bool,
-    pub(crate) tracing: bool,
-    series_limit: usize,
-    tracer_config: Option<Arc<BoxedTracer>>,
+    pub(crate) config: ClientConfig,
     tracer: LateTracer,
     hosts: RwLock<HashMap<Box<str>, Arc<HostEntry>>>,
     unknown: OnceLock<Arc<HostEntry>>,
@@ -94,21 +121,14 @@ pub(crate) struct ClientShared {
 }
 
 impl ClientShared {
-    fn new(
-        propagate: bool,
-        tracing: bool,
-        series_limit: usize,
-        tracer_config: Option<Arc<BoxedTracer>>,
-    ) -> Self {
+    fn new(config: ClientConfig) -> Self {
+        let series_limit = config.series_limit;
         Self {
-            propagate,
-            tracing,
-            series_limit,
-            tracer: match &tracer_config {
+            tracer: match &config.tracer {
                 Some(tracer) => LateTracer::fixed(tracer.clone()),
                 None => LateTracer::global(crate::common::scope()),
             },
-            tracer_config,
+            config,
             hosts: RwLock::new(HashMap::new()),
             unknown: OnceLock::new(),
             budget: SeriesBudget::new(SeriesLimit::new(series_limit)),
@@ -243,6 +263,8 @@ impl ClientShared {
 /// - injects `traceparent`, `tracestate` and `baggage` (the order fields and the other baggage
 ///   entries) into the request headers, unless the request carries [`NoPropagation`](super::NoPropagation)
 ///   (calls to third parties) or the layer was built with [`propagate(false)`](Self::propagate);
+///   `baggage` only to hosts the [`BaggageEgress`] trusts (by default private addresses and
+///   private names), so the order does not leave the company;
 /// - records `http_client_request_duration_seconds` (labels `http_request_method`,
 ///   `server_address`, `http_response_status_code`, `error_type`) when the response head arrives.
 ///
@@ -280,19 +302,15 @@ impl ClientLayer {
     /// A layer that traces, measures and propagates every request.
     pub fn new() -> Self {
         Self {
-            shared: Arc::new(ClientShared::new(true, true, DEFAULT_SERIES_LIMIT, None)),
+            shared: Arc::new(ClientShared::new(ClientConfig::default())),
         }
     }
 
-    fn rebuild(
-        &self,
-        propagate: bool,
-        tracing: bool,
-        series_limit: usize,
-        tracer: Option<Arc<BoxedTracer>>,
-    ) -> Self {
+    fn rebuild(&self, change: impl FnOnce(&mut ClientConfig)) -> Self {
+        let mut config = self.shared.config.clone();
+        change(&mut config);
         Self {
-            shared: Arc::new(ClientShared::new(propagate, tracing, series_limit, tracer)),
+            shared: Arc::new(ClientShared::new(config)),
         }
     }
 
@@ -303,8 +321,17 @@ impl ClientLayer {
     /// Defaults to `true`.
     #[must_use]
     pub fn propagate(self, enabled: bool) -> Self {
-        let s = &self.shared;
-        self.rebuild(enabled, s.tracing, s.series_limit, s.tracer_config.clone())
+        self.rebuild(|c| c.propagate = enabled)
+    }
+
+    /// Which hosts receive `baggage` (the order); every other host gets `traceparent` and
+    /// `tracestate` only. See [`BaggageEgress`].
+    ///
+    /// Defaults to [`BaggageEgress::trusted_hosts`]: loopback and private addresses, `localhost`
+    /// and single-label names.
+    #[must_use]
+    pub fn baggage_egress(self, egress: BaggageEgress) -> Self {
+        self.rebuild(|c| c.egress = egress)
     }
 
     /// Whether to open the client span. With `false` the layer records the duration metric and still
@@ -313,13 +340,7 @@ impl ClientLayer {
     /// Defaults to `true`.
     #[must_use]
     pub fn tracing(self, enabled: bool) -> Self {
-        let s = &self.shared;
-        self.rebuild(
-            s.propagate,
-            enabled,
-            s.series_limit,
-            s.tracer_config.clone(),
-        )
+        self.rebuild(|c| c.tracing = enabled)
     }
 
     /// Most series `http_client_request_duration_seconds` gets from this layer; further label sets
@@ -330,8 +351,7 @@ impl ClientLayer {
     /// Defaults to [`DEFAULT_SERIES_LIMIT`].
     #[must_use]
     pub fn series_limit(self, limit: usize) -> Self {
-        let s = &self.shared;
-        self.rebuild(s.propagate, s.tracing, limit, s.tracer_config.clone())
+        self.rebuild(|c| c.series_limit = limit)
     }
 
     /// Creates the client spans with a tracer from `provider` instead of the global provider.
@@ -345,13 +365,7 @@ impl ClientLayer {
         <P::Tracer as Tracer>::Span: Span + Send + Sync + 'static,
     {
         let tracer = BoxedTracer::new(Box::new(provider.tracer_with_scope(crate::common::scope())));
-        let s = &self.shared;
-        self.rebuild(
-            s.propagate,
-            s.tracing,
-            s.series_limit,
-            Some(Arc::new(tracer)),
-        )
+        self.rebuild(|c| c.tracer = Some(Arc::new(tracer)))
     }
 }
 

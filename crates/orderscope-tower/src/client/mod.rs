@@ -28,8 +28,9 @@
 //! # let _ = response; Ok(()) }
 //! ```
 
+mod egress;
 mod future;
-mod layer;
+pub(crate) mod layer;
 
 use quanta::Instant;
 use std::sync::Arc;
@@ -38,9 +39,10 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanBuilder, SpanKind, TraceContextExt};
-use orderscope_context::carrier::inject_http;
+use orderscope_context::carrier::{BAGGAGE, inject_http};
 use tower_service::Service;
 
+pub use self::egress::BaggageEgress;
 pub use self::future::ResponseFuture;
 pub use self::layer::ClientLayer;
 
@@ -99,64 +101,108 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
         let start = Instant::now();
-        let shared = &self.shared;
-        let method = MethodKind::of(request.method());
-        let uri = request.uri();
+        let (mut parts, body) = request.into_parts();
+        let uri = &parts.uri;
         let host = uri.host().map(str::to_owned).or_else(|| {
-            request
-                .headers()
+            parts
+                .headers
                 .get(http::header::HOST)
                 .and_then(|host| host.to_str().ok())
                 .map(|host| strip_port(host).to_owned())
         });
-        let host_entry = shared.host(host.as_deref());
-
-        let parent = opentelemetry::Context::current();
-        let cx = if shared.tracing {
-            let template = request.extensions().get::<UrlTemplate>().map(|t| t.0);
-            let name = match template {
-                Some(template) => intern_span_name(method, template),
-                None => method.span_prefix(),
-            };
-            let mut attributes = Vec::with_capacity(12);
-            attributes.push(KeyValue::new("http.request.method", method.as_str()));
-            if method == MethodKind::Other {
-                attributes.push(KeyValue::new(
-                    "http.request.method_original",
-                    request.method().as_str().to_owned(),
-                ));
-            }
-            if let Some(host) = host {
-                attributes.push(KeyValue::new("server.address", host));
-            }
-            let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-            if let Some(port) = uri
-                .port_u16()
-                .or_else(|| uri.scheme().map(|_| if https { 443 } else { 80 }))
-            {
-                attributes.push(KeyValue::new("server.port", i64::from(port)));
-            }
-            attributes.push(KeyValue::new("url.full", url_full(uri)));
-            if let Some(template) = template {
-                attributes.push(KeyValue::new("url.template", template));
-            }
-            let mut builder = SpanBuilder::from_name(name).with_kind(SpanKind::Client);
-            builder.attributes = Some(attributes);
-            let span = shared.tracer().build_with_context(builder, &parent);
-            Some(parent.with_span(span))
-        } else {
-            None
-        };
-
-        if shared.propagate && request.extensions().get::<NoPropagation>().is_none() {
-            inject_http(cx.as_ref().unwrap_or(&parent), request.headers_mut());
-        }
-
-        let recorder = ClientRecorder::new(shared.clone(), host_entry, method, start, cx);
-        ResponseFuture::new(self.inner.call(request), recorder)
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let port = uri
+            .port_u16()
+            .or_else(|| uri.scheme().map(|_| if https { 443 } else { 80 }));
+        let recorder = begin(
+            &self.shared,
+            Outgoing {
+                start,
+                method: &parts.method,
+                host,
+                port,
+                url_full: || url_full(uri),
+                extensions: &parts.extensions,
+            },
+            &mut parts.headers,
+        );
+        ResponseFuture::new(self.inner.call(Request::from_parts(parts, body)), recorder)
     }
+}
+
+/// An outgoing request as [`begin`] reads it.
+pub(crate) struct Outgoing<'a, U> {
+    pub(crate) start: Instant,
+    pub(crate) method: &'a http::Method,
+    /// The server's host name or address, without port.
+    pub(crate) host: Option<String>,
+    pub(crate) port: Option<u16>,
+    /// `url.full`, computed only when the span is recorded.
+    pub(crate) url_full: U,
+    /// Where [`UrlTemplate`] and [`NoPropagation`] are looked up.
+    pub(crate) extensions: &'a http::Extensions,
+}
+
+/// Starts recording an outgoing request: opens the client span, injects the context (baggage only
+/// to hosts the [`BaggageEgress`] allows) and returns the recorder that finishes it. Shared by
+/// [`Client`] and the reqwest middleware.
+pub(crate) fn begin<U: FnOnce() -> String>(
+    shared: &Arc<ClientShared>,
+    out: Outgoing<'_, U>,
+    headers: &mut http::HeaderMap,
+) -> ClientRecorder {
+    let config = &shared.config;
+    let method = MethodKind::of(out.method);
+    let host_entry = shared.host(out.host.as_deref());
+    let baggage_allowed = out
+        .host
+        .as_deref()
+        .is_some_and(|host| config.egress.allows(host));
+
+    let parent = opentelemetry::Context::current();
+    let cx = if config.tracing {
+        let template = out.extensions.get::<UrlTemplate>().map(|t| t.0);
+        let name = match template {
+            Some(template) => intern_span_name(method, template),
+            None => method.span_prefix(),
+        };
+        let mut attributes = Vec::with_capacity(12);
+        attributes.push(KeyValue::new("http.request.method", method.as_str()));
+        if method == MethodKind::Other {
+            attributes.push(KeyValue::new(
+                "http.request.method_original",
+                out.method.as_str().to_owned(),
+            ));
+        }
+        if let Some(host) = out.host {
+            attributes.push(KeyValue::new("server.address", host));
+        }
+        if let Some(port) = out.port {
+            attributes.push(KeyValue::new("server.port", i64::from(port)));
+        }
+        attributes.push(KeyValue::new("url.full", (out.url_full)()));
+        if let Some(template) = template {
+            attributes.push(KeyValue::new("url.template", template));
+        }
+        let mut builder = SpanBuilder::from_name(name).with_kind(SpanKind::Client);
+        builder.attributes = Some(attributes);
+        let span = shared.tracer().build_with_context(builder, &parent);
+        Some(parent.with_span(span))
+    } else {
+        None
+    };
+
+    if config.propagate && out.extensions.get::<NoPropagation>().is_none() {
+        inject_http(cx.as_ref().unwrap_or(&parent), headers);
+        if !baggage_allowed {
+            // The order stays inside: the trace context goes on, the baggage does not.
+            headers.remove(BAGGAGE);
+        }
+    }
+
+    ClientRecorder::new(shared.clone(), host_entry, method, out.start, cx)
 }
 
 /// `url.full` without user info and query string (either may hold secrets).

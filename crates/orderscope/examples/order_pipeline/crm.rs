@@ -12,6 +12,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
+use orderscope::WithOrder;
 use orderscope::amqp::{
     Consume, Message, RetryPolicy, RunOptions, TracedChannel, run_reconnecting,
 };
@@ -151,10 +152,22 @@ async fn create_order(State(crm): State<Arc<Crm>>, order: Option<Order>, body: B
         Ok(m) => m,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("invalid order: {e}")),
     };
-    // The caller's order context arrived as baggage; the server layer put it in scope.
-    if order.as_ref().map(|o| o.id()) != Some(message.order_id.as_str()) {
-        tracing::warn!(order_id = %message.order_id, "order without matching order context");
+    // The caller's order context arrives as baggage (the server layer put it in scope); a caller
+    // that knows nothing of orderscope names the order only in the body.
+    match Order::or_from_id(order, &message.order_id) {
+        Some(order) => {
+            if order.id() != message.order_id {
+                tracing::warn!(order_id = %message.order_id, "order context names another order");
+            }
+            accept_order(crm, message)
+                .with_order(order.into_inner())
+                .await
+        }
+        None => accept_order(crm, message).await,
     }
+}
+
+async fn accept_order(crm: Arc<Crm>, message: OrderMessage) -> Response {
     match validate_order(&crm, &message) {
         Ok(()) => {}
         Err(CrmError::Invalid(why)) => return json_error(StatusCode::UNPROCESSABLE_ENTITY, why),
