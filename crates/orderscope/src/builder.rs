@@ -393,7 +393,6 @@ impl TelemetryBuilder {
             provider.as_ref(),
             bridge.as_ref(),
         );
-        let own_recorder = recorder.is_some();
 
         // Every fallible step is behind us except taking the globals. Of these, only the
         // subscriber can be checked without taking it: check it, then take the recorder (which
@@ -418,9 +417,8 @@ impl TelemetryBuilder {
         if panic_hook {
             install_panic_hook();
         }
-        if own_recorder {
-            telemetry.describe_metrics();
-        }
+        // Into orderscope's recorder, or the service's own one.
+        telemetry.describe_metrics();
         startup::log_startup(telemetry.config());
         Ok(telemetry)
     }
