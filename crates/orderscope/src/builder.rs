@@ -48,12 +48,12 @@ type ExporterFactory = Box<
     dyn FnOnce(Arc<QueueState>, Arc<Delivery>, BatchConfigBuilder) -> BatchSpanProcessor + Send,
 >;
 
-/// Configures and installs the telemetry pipeline. Created by [`builder`].
+/// Configures and installs the telemetry pipeline. Created by [`builder`](crate::builder()).
 ///
 /// [`build`](Self::build) installs, in one call:
 ///
 /// - a global `tracing` subscriber: [`EnvFilter`] from `RUST_LOG` (default `info`); log lines as
-///   one JSON object per line ([`JsonLayer`], the default) or human-readable
+///   one JSON object per line ([`JsonLayer`](crate::logs::JsonLayer), the default) or human-readable
 ///   (`ORDERSCOPE_LOG_FORMAT=pretty`); and the `tracing-opentelemetry` layer;
 /// - an OpenTelemetry [`SdkTracerProvider`] with `orderscope_context::OrderSpanProcessor` (order
 ///   fields on every span) and a batch span processor with a bounded queue, exporting by OTLP when
@@ -122,7 +122,7 @@ impl fmt::Debug for TelemetryBuilder {
 
 impl TelemetryBuilder {
     /// Adds a resource attribute. Beats the same key in `OTEL_RESOURCE_ATTRIBUTES`.
-    /// `service.name` is ignored here: it is the name given to [`builder`].
+    /// `service.name` is ignored here: it is the name given to [`builder`](crate::builder()).
     pub fn with_resource_attribute(
         mut self,
         key: impl Into<String>,
