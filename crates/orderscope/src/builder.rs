@@ -48,12 +48,12 @@ type ExporterFactory = Box<
     dyn FnOnce(Arc<QueueState>, Arc<Delivery>, BatchConfigBuilder) -> BatchSpanProcessor + Send,
 >;
 
-/// Configures and installs the telemetry pipeline. Created by [`builder`].
+/// Configures and installs the telemetry pipeline. Created by [`builder`](crate::builder()).
 ///
 /// [`build`](Self::build) installs, in one call:
 ///
 /// - a global `tracing` subscriber: [`EnvFilter`] from `RUST_LOG` (default `info`); log lines as
-///   one JSON object per line ([`JsonLayer`], the default) or human-readable
+///   one JSON object per line ([`JsonLayer`](crate::logs::JsonLayer), the default) or human-readable
 ///   (`ORDERSCOPE_LOG_FORMAT=pretty`); and the `tracing-opentelemetry` layer;
 /// - an OpenTelemetry [`SdkTracerProvider`] with [`OrderSpanProcessor`](crate::OrderSpanProcessor) (order
 ///   fields on every span) and a batch span processor with a bounded queue, exporting by OTLP when
@@ -130,7 +130,7 @@ impl TelemetryBuilder {
     }
 
     /// Adds a resource attribute. Beats the same key in `OTEL_RESOURCE_ATTRIBUTES`.
-    /// `service.name` is ignored here: it is the name given to [`builder`].
+    /// `service.name` is ignored here: it is the name given to [`builder`](crate::builder()).
     pub fn with_resource_attribute(
         mut self,
         key: impl Into<String>,
@@ -403,7 +403,6 @@ impl TelemetryBuilder {
             provider.as_ref(),
             bridge.as_ref(),
         );
-        let own_recorder = recorder.is_some();
 
         // Every fallible step is behind us except taking the globals. Of these, only the
         // subscriber can be checked without taking it: check it, then take the recorder (which
@@ -428,9 +427,8 @@ impl TelemetryBuilder {
         if panic_hook {
             install_panic_hook();
         }
-        if own_recorder {
-            telemetry.describe_metrics();
-        }
+        // Into orderscope's recorder, or the service's own one.
+        telemetry.describe_metrics();
         startup::log_startup(telemetry.config());
         let (use_ticker, use_warnings) = use_signals.start();
         for warning in use_warnings {
