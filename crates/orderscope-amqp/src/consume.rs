@@ -472,7 +472,9 @@ impl TracedDelivery {
             builder = builder.with_links(vec![Link::with_context(remote)]);
         }
         let span = shared.config.tracer.build_with_context(builder, &parent);
-        let cx = parent.with_span(span);
+        let cx = parent
+            .with_span(span)
+            .with_value(orderscope_context::Operation::new(shared.span_name.clone()));
 
         Self {
             message: Message {

@@ -66,6 +66,7 @@ pub mod carrier;
 mod drops;
 mod error;
 pub mod keys;
+mod operation;
 mod order;
 mod processor;
 mod propagation;
@@ -78,6 +79,7 @@ pub use crate::drops::{
     PROPAGATION_DROPPED_REASONS,
 };
 pub use crate::error::OrderContextError;
+pub use crate::operation::Operation;
 pub use crate::order::{Channel, OrderContext, OrderContextBuilder, Priority};
 pub use crate::processor::{OrderSpanProcessor, WithOrderFields};
 pub use crate::propagation::{Extracted, Propagation, TrustPolicy, inject};
