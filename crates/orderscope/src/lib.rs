@@ -51,6 +51,8 @@
 //! - `tower` (default): the HTTP server and client layers, as `orderscope::tower`.
 //! - `macros` (default): the `#[red]` and `#[order_handler]` attributes.
 //! - `amqp`: RabbitMQ instrumentation over lapin, as `orderscope::amqp`.
+//! - `sqlx`: PostgreSQL instrumentation over sqlx 0.9, as `orderscope::sqlx` (needs Rust 1.94).
+//! - `moka`: moka cache instrumentation, as `orderscope::moka`.
 //! - `full`: all of the above.
 //!
 //! # Supported Rust versions
@@ -90,6 +92,10 @@ pub use orderscope_metrics as metrics_catalogue;
 
 #[cfg(feature = "amqp")]
 pub use orderscope_amqp as amqp;
+#[cfg(feature = "moka")]
+pub use orderscope_moka as moka;
+#[cfg(feature = "sqlx")]
+pub use orderscope_sqlx as sqlx;
 #[cfg(feature = "tower")]
 pub use orderscope_tower as tower;
 
