@@ -80,3 +80,44 @@ ensure_python_otel() {
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     "opentelemetry-api==1.45.2" "opentelemetry-sdk==1.45.2" "requests==2.34.2"
 }
+
+# Makes sure PostgreSQL listens on 127.0.0.1:5432 with a database `test` (left alone when
+# $DATABASE_URL is set): starts the installed cluster, or installs PostgreSQL from the system
+# packages first, then creates the database when it is missing.
+ensure_postgres() {
+  if [ -n "${DATABASE_URL:-}" ]; then
+    echo "==> using PostgreSQL at \$DATABASE_URL"; return 0
+  fi
+  if ! port_open 5432; then
+    if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+      echo "==> installing PostgreSQL from the system packages"
+      apt_install postgresql
+    fi
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    echo "==> starting PostgreSQL $version"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    for _ in $(seq 1 60); do
+      if port_open 5432; then break; fi
+      sleep 1
+    done
+    if ! port_open 5432; then
+      echo "error: PostgreSQL did not start listening on 127.0.0.1:5432 within 60 s" >&2
+      return 1
+    fi
+  fi
+  echo "==> PostgreSQL is listening on 127.0.0.1:5432"
+  # Trust authentication for local TCP connections, as the tests and the demo expect.
+  if ! psql "postgres://postgres@127.0.0.1:5432/postgres" -tAc 'SELECT 1' >/dev/null 2>&1; then
+    local hba
+    hba=$(ls /etc/postgresql/*/main/pg_hba.conf | sort -V | tail -n 1)
+    echo "==> allowing trust authentication on 127.0.0.1 in $hba"
+    as_root sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main reload
+  fi
+  if ! psql "postgres://postgres@127.0.0.1:5432/postgres" -tAc \
+      "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1; then
+    echo "==> creating database test"
+    psql "postgres://postgres@127.0.0.1:5432/postgres" -qc 'CREATE DATABASE test'
+  fi
+}

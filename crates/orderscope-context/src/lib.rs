@@ -68,6 +68,7 @@ pub mod carrier;
 mod drops;
 mod error;
 pub mod keys;
+mod operation;
 mod order;
 mod propagation;
 mod propagator;
@@ -81,6 +82,7 @@ pub use crate::drops::{
     PROPAGATION_DROPPED_REASONS,
 };
 pub use crate::error::OrderContextError;
+pub use crate::operation::Operation;
 pub use crate::order::{Channel, OrderContext, OrderContextBuilder, Priority};
 pub use crate::propagation::{Extracted, Propagation, TrustPolicy, inject};
 pub use crate::propagator::{OrderPropagator, set_carrier_propagator};

@@ -83,6 +83,20 @@ pub mod labels {
     pub const REASON: &str = "reason";
     /// `metric`.
     pub const METRIC: &str = "metric";
+    /// `db_system_name`.
+    pub const DB_SYSTEM_NAME: &str = "db_system_name";
+    /// `db_namespace`.
+    pub const DB_NAMESPACE: &str = "db_namespace";
+    /// `db_query_summary`.
+    pub const DB_QUERY_SUMMARY: &str = "db_query_summary";
+    /// `db_client_connection_pool_name`.
+    pub const DB_CLIENT_CONNECTION_POOL_NAME: &str = "db_client_connection_pool_name";
+    /// `db_client_connection_state` (`idle`, `used`).
+    pub const DB_CLIENT_CONNECTION_STATE: &str = "db_client_connection_state";
+    /// `operation`: the route template or the queue a repeated query ran under.
+    pub const OPERATION: &str = "operation";
+    /// `cache_name`.
+    pub const CACHE_NAME: &str = "cache_name";
     /// `signal`.
     pub const SIGNAL: &str = "signal";
     /// `state`.
@@ -114,6 +128,10 @@ pub mod values {
 }
 
 // ---- buckets ------------------------------------------------------------------------------------
+
+/// Database and cache-load durations (seconds), the semconv `db.client.operation.duration`
+/// advice: 1 ms to 10 s.
+pub const DB_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
 
 /// HTTP durations (seconds), as CONVENTIONS.md lists them; also the OpenTelemetry HTTP advice.
 pub const HTTP_BUCKETS: &[f64] = &[
@@ -238,6 +256,30 @@ pub const SPANS_DROPPED: &str = "orderscope_spans_dropped_total";
 /// `orderscope_export_failures_total` (counter).
 pub const EXPORT_FAILURES: &str = "orderscope_export_failures_total";
 
+/// `db_client_operation_duration_seconds` (semconv `db.client.operation.duration`).
+pub const DB_CLIENT_OPERATION_DURATION: &str = "db_client_operation_duration_seconds";
+/// `db_client_connection_count` (semconv `db.client.connection.count`).
+pub const DB_CLIENT_CONNECTION_COUNT: &str = "db_client_connection_count";
+/// `db_client_connection_max` (semconv `db.client.connection.max`).
+pub const DB_CLIENT_CONNECTION_MAX: &str = "db_client_connection_max";
+/// `db_client_connection_pending_requests` (semconv `db.client.connection.pending_requests`).
+pub const DB_CLIENT_CONNECTION_PENDING_REQUESTS: &str = "db_client_connection_pending_requests";
+/// `db_client_connection_wait_time_seconds` (semconv `db.client.connection.wait_time`).
+pub const DB_CLIENT_CONNECTION_WAIT_TIME: &str = "db_client_connection_wait_time_seconds";
+/// `db_client_connection_timeouts_total` (semconv `db.client.connection.timeouts`).
+pub const DB_CLIENT_CONNECTION_TIMEOUTS: &str = "db_client_connection_timeouts_total";
+/// `db_repeated_queries_total`: requests or messages that ran one query summary more than the
+/// N+1 threshold.
+pub const DB_REPEATED_QUERIES: &str = "db_repeated_queries_total";
+/// `cache_requests_total`.
+pub const CACHE_REQUESTS: &str = "cache_requests_total";
+/// `cache_evictions_total`.
+pub const CACHE_EVICTIONS: &str = "cache_evictions_total";
+/// `cache_entries`.
+pub const CACHE_ENTRIES: &str = "cache_entries";
+/// `cache_load_duration_seconds`.
+pub const CACHE_LOAD_DURATION: &str = "cache_load_duration_seconds";
+
 // ---- the catalogue ------------------------------------------------------------------------------
 
 const fn counter(
@@ -306,8 +348,8 @@ const fn seconds(
 pub mod defs {
     use super::labels as l;
     use super::{
-        FUNCTION_BUCKETS, HTTP_BUCKETS, MESSAGING_OPERATION_BUCKETS, MetricDef, ORDER_AGE_BUCKETS,
-        PROCESS_BUCKETS, QUEUE_LATENCY_BUCKETS, counter, gauge, gauge_in, seconds,
+        DB_BUCKETS, FUNCTION_BUCKETS, HTTP_BUCKETS, MESSAGING_OPERATION_BUCKETS, MetricDef,
+        ORDER_AGE_BUCKETS, PROCESS_BUCKETS, QUEUE_LATENCY_BUCKETS, counter, gauge, gauge_in, seconds,
     };
 
     /// The [`HTTP_SERVER_REQUEST_DURATION`](super::HTTP_SERVER_REQUEST_DURATION) entry.
@@ -621,6 +663,94 @@ pub mod defs {
         &[l::REASON],
     );
 
+    /// The [`DB_CLIENT_OPERATION_DURATION`](super::DB_CLIENT_OPERATION_DURATION) entry.
+    pub const DB_CLIENT_OPERATION_DURATION: MetricDef = seconds(
+        super::DB_CLIENT_OPERATION_DURATION,
+        "Duration of database client operations, from sending the query to the last row (pool wait excluded).",
+        &[
+            l::DB_SYSTEM_NAME,
+            l::DB_NAMESPACE,
+            l::DB_QUERY_SUMMARY,
+            l::ERROR_TYPE,
+        ],
+        DB_BUCKETS,
+    );
+
+    /// The [`DB_CLIENT_CONNECTION_COUNT`](super::DB_CLIENT_CONNECTION_COUNT) entry.
+    pub const DB_CLIENT_CONNECTION_COUNT: MetricDef = gauge(
+        super::DB_CLIENT_CONNECTION_COUNT,
+        "Connections of a pool, by state (idle, used).",
+        &[
+            l::DB_CLIENT_CONNECTION_POOL_NAME,
+            l::DB_CLIENT_CONNECTION_STATE,
+        ],
+    );
+
+    /// The [`DB_CLIENT_CONNECTION_MAX`](super::DB_CLIENT_CONNECTION_MAX) entry.
+    pub const DB_CLIENT_CONNECTION_MAX: MetricDef = gauge(
+        super::DB_CLIENT_CONNECTION_MAX,
+        "The most connections a pool may open.",
+        &[l::DB_CLIENT_CONNECTION_POOL_NAME],
+    );
+
+    /// The [`DB_CLIENT_CONNECTION_PENDING_REQUESTS`](super::DB_CLIENT_CONNECTION_PENDING_REQUESTS) entry.
+    pub const DB_CLIENT_CONNECTION_PENDING_REQUESTS: MetricDef = gauge(
+        super::DB_CLIENT_CONNECTION_PENDING_REQUESTS,
+        "Requests waiting for a connection of a pool.",
+        &[l::DB_CLIENT_CONNECTION_POOL_NAME],
+    );
+
+    /// The [`DB_CLIENT_CONNECTION_WAIT_TIME`](super::DB_CLIENT_CONNECTION_WAIT_TIME) entry.
+    pub const DB_CLIENT_CONNECTION_WAIT_TIME: MetricDef = seconds(
+        super::DB_CLIENT_CONNECTION_WAIT_TIME,
+        "Time spent waiting for a connection of a pool.",
+        &[l::DB_CLIENT_CONNECTION_POOL_NAME],
+        DB_BUCKETS,
+    );
+
+    /// The [`DB_CLIENT_CONNECTION_TIMEOUTS`](super::DB_CLIENT_CONNECTION_TIMEOUTS) entry.
+    pub const DB_CLIENT_CONNECTION_TIMEOUTS: MetricDef = counter(
+        super::DB_CLIENT_CONNECTION_TIMEOUTS,
+        "Requests for a connection that timed out waiting.",
+        &[l::DB_CLIENT_CONNECTION_POOL_NAME],
+    );
+
+    /// The [`DB_REPEATED_QUERIES`](super::DB_REPEATED_QUERIES) entry.
+    pub const DB_REPEATED_QUERIES: MetricDef = counter(
+        super::DB_REPEATED_QUERIES,
+        "Requests or messages that ran one query summary more often than the N+1 threshold.",
+        &[l::OPERATION, l::DB_QUERY_SUMMARY],
+    );
+
+    /// The [`CACHE_REQUESTS`](super::CACHE_REQUESTS) entry.
+    pub const CACHE_REQUESTS: MetricDef = counter(
+        super::CACHE_REQUESTS,
+        "Cache lookups, by result (hit, miss).",
+        &[l::CACHE_NAME, l::RESULT],
+    );
+
+    /// The [`CACHE_EVICTIONS`](super::CACHE_EVICTIONS) entry.
+    pub const CACHE_EVICTIONS: MetricDef = counter(
+        super::CACHE_EVICTIONS,
+        "Cache entries removed, by reason (size, expired, explicit, replaced).",
+        &[l::CACHE_NAME, l::REASON],
+    );
+
+    /// The [`CACHE_ENTRIES`](super::CACHE_ENTRIES) entry.
+    pub const CACHE_ENTRIES: MetricDef = gauge(
+        super::CACHE_ENTRIES,
+        "Entries in a cache.",
+        &[l::CACHE_NAME],
+    );
+
+    /// The [`CACHE_LOAD_DURATION`](super::CACHE_LOAD_DURATION) entry.
+    pub const CACHE_LOAD_DURATION: MetricDef = seconds(
+        super::CACHE_LOAD_DURATION,
+        "Duration of loading a missing cache entry.",
+        &[l::CACHE_NAME, l::ERROR_TYPE],
+        DB_BUCKETS,
+    );
+
     /// The [`EXPORT_FAILURES`](super::EXPORT_FAILURES) entry.
     pub const EXPORT_FAILURES: MetricDef = counter(
         super::EXPORT_FAILURES,
@@ -670,6 +800,17 @@ const DEFS: &[MetricDef] = &[
     defs::CARDINALITY_OVERFLOW,
     defs::SPANS_DROPPED,
     defs::EXPORT_FAILURES,
+    defs::DB_CLIENT_OPERATION_DURATION,
+    defs::DB_CLIENT_CONNECTION_COUNT,
+    defs::DB_CLIENT_CONNECTION_MAX,
+    defs::DB_CLIENT_CONNECTION_PENDING_REQUESTS,
+    defs::DB_CLIENT_CONNECTION_WAIT_TIME,
+    defs::DB_CLIENT_CONNECTION_TIMEOUTS,
+    defs::DB_REPEATED_QUERIES,
+    defs::CACHE_REQUESTS,
+    defs::CACHE_EVICTIONS,
+    defs::CACHE_ENTRIES,
+    defs::CACHE_LOAD_DURATION,
 ];
 
 /// The catalogue, in CONVENTIONS.md order.

@@ -167,6 +167,65 @@ const EXPECTED: &[(&str, MetricKind, &[&str])] = &[
         MetricKind::Counter,
         &["signal"],
     ),
+    (
+        "db_client_operation_duration_seconds",
+        MetricKind::Histogram,
+        &[
+            "db_system_name",
+            "db_namespace",
+            "db_query_summary",
+            "error_type",
+        ],
+    ),
+    (
+        "db_client_connection_count",
+        MetricKind::Gauge,
+        &[
+            "db_client_connection_pool_name",
+            "db_client_connection_state",
+        ],
+    ),
+    (
+        "db_client_connection_max",
+        MetricKind::Gauge,
+        &["db_client_connection_pool_name"],
+    ),
+    (
+        "db_client_connection_pending_requests",
+        MetricKind::Gauge,
+        &["db_client_connection_pool_name"],
+    ),
+    (
+        "db_client_connection_wait_time_seconds",
+        MetricKind::Histogram,
+        &["db_client_connection_pool_name"],
+    ),
+    (
+        "db_client_connection_timeouts_total",
+        MetricKind::Counter,
+        &["db_client_connection_pool_name"],
+    ),
+    (
+        "db_repeated_queries_total",
+        MetricKind::Counter,
+        &["operation", "db_query_summary"],
+    ),
+    (
+        "cache_requests_total",
+        MetricKind::Counter,
+        &["cache_name", "result"],
+    ),
+    (
+        "cache_evictions_total",
+        MetricKind::Counter,
+        &["cache_name", "reason"],
+    ),
+    ("cache_entries", MetricKind::Gauge, &["cache_name"]),
+    (
+        "cache_load_duration_seconds",
+        MetricKind::Histogram,
+        &["cache_name", "error_type"],
+    ),
 ];
 
 #[test]
@@ -187,7 +246,7 @@ fn catalogue_is_exactly_the_conventions() {
         }
     }
     assert!(catalogue::find("nope").is_none());
-    assert_eq!(catalogue::histograms().count(), 7);
+    assert_eq!(catalogue::histograms().count(), 10);
 }
 
 #[test]

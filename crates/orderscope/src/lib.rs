@@ -53,6 +53,8 @@
 //! - `macros` (default): the `#[red]` and `#[order_handler]` attributes.
 //! - `amqp`: RabbitMQ instrumentation over lapin, as `orderscope::amqp`.
 //! - `reqwest`: [`ReqwestMiddleware`], the client instrumentation for `reqwest-middleware`.
+//! - `sqlx`: PostgreSQL instrumentation over sqlx 0.9, as `orderscope::sqlx` (needs Rust 1.94).
+//! - `moka`: moka cache instrumentation, as `orderscope::moka`.
 //! - `full`: all of the above.
 //!
 //! # Supported Rust versions
@@ -120,6 +122,10 @@ pub use orderscope_metrics as metrics_catalogue;
 
 #[cfg(feature = "amqp")]
 pub use orderscope_amqp as amqp;
+#[cfg(feature = "moka")]
+pub use orderscope_moka as moka;
+#[cfg(feature = "sqlx")]
+pub use orderscope_sqlx as sqlx;
 #[cfg(feature = "tower")]
 pub use orderscope_tower as tower;
 /// The HTTP client instrumentation for `reqwest-middleware` clients (feature `reqwest`):

@@ -295,7 +295,11 @@ fn start_span<B>(
     }
     let parent = extracted.into_context();
     let span = shared.tracer().build_with_context(builder, &parent);
-    parent.with_span(span)
+    parent
+        .with_span(span)
+        .with_value(orderscope_context::Operation::new(
+            route.method(method).span_name,
+        ))
 }
 
 /// `network.protocol.version` of a request.
