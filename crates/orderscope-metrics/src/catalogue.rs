@@ -349,7 +349,8 @@ pub mod defs {
     use super::labels as l;
     use super::{
         DB_BUCKETS, FUNCTION_BUCKETS, HTTP_BUCKETS, MESSAGING_OPERATION_BUCKETS, MetricDef,
-        ORDER_AGE_BUCKETS, PROCESS_BUCKETS, QUEUE_LATENCY_BUCKETS, counter, gauge, gauge_in, seconds,
+        ORDER_AGE_BUCKETS, PROCESS_BUCKETS, QUEUE_LATENCY_BUCKETS, counter, gauge, gauge_in,
+        seconds,
     };
 
     /// The [`HTTP_SERVER_REQUEST_DURATION`](super::HTTP_SERVER_REQUEST_DURATION) entry.
