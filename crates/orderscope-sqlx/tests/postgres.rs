@@ -9,8 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::Context;
 use opentelemetry::trace::{FutureExt as _, TraceContextExt, Tracer as _};
-use orderscope_context::{Operation, OrderContext, OrderSpanProcessor};
+use orderscope_context::{Operation, OrderContext};
 use orderscope_sqlx::{InstrumentedPool, REPEATED_QUERY_EVENT};
+use orderscope_testing::OrderSpanProcessor;
 use orderscope_testing::{LocalMetrics, LogCapture, ReceivedSpan, SpanCapture, SpanKind};
 use sqlx::postgres::PgPoolOptions;
 use tracing_subscriber::layer::SubscriberExt as _;
