@@ -427,6 +427,8 @@ impl TelemetryBuilder {
         if panic_hook {
             install_panic_hook();
         }
+        #[cfg(feature = "tls")]
+        crate::tls::install_default_crypto_provider();
         // Into orderscope's recorder, or the service's own one.
         telemetry.describe_metrics();
         startup::log_startup(telemetry.config());

@@ -169,3 +169,16 @@ pub(crate) fn tonic_config(files: &TlsFiles) -> tonic::transport::ClientTlsConfi
         None => config,
     }
 }
+
+/// Makes ring the process's default rustls crypto provider, unless the service installed one.
+///
+/// The `tls` feature builds reqwest with rustls but without a provider of its own (so that no
+/// second crypto library is compiled in); a reqwest client that the service builds without one
+/// would then fail. After `init`, such clients use ring, as orderscope's exporters do.
+#[cfg(feature = "tls")]
+pub(crate) fn install_default_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Another thread may have installed one in between: theirs stays, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
