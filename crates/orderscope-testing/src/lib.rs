@@ -87,7 +87,7 @@ pub use self::prometheus::{
     promtool_check,
 };
 pub use self::spans::{SpanCapture, SpanCaptureBuilder};
-pub use self::tls::{CertificateError, TestCertificates};
+pub use self::tls::{CertificateError, TestCertificates, install_crypto_provider};
 
 /// The protobuf types the receiver decodes, for tests that inspect raw metric data points.
 pub use opentelemetry_proto as proto;

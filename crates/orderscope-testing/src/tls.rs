@@ -153,3 +153,23 @@ fn unique_dir() -> PathBuf {
         NEXT.fetch_add(1, Ordering::Relaxed)
     ))
 }
+
+/// Makes ring the process's default rustls crypto provider, unless one is installed already.
+///
+/// A workspace built with orderscope's `tls` feature compiles reqwest's rustls without a crypto
+/// provider of its own, so a test that builds a reqwest client (or an OTLP HTTP exporter) without
+/// going through `orderscope::init`, which installs ring itself, calls this first. Safe to call any
+/// number of times, from any thread.
+///
+/// # Example
+///
+/// ```
+/// orderscope_testing::install_crypto_provider();
+/// assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+/// ```
+pub fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Another thread may have installed one in between: theirs stays, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}

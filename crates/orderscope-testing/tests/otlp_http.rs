@@ -15,6 +15,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 #[test]
 fn spans_over_http_protobuf_with_background_receiver() {
+    orderscope_testing::install_crypto_provider();
     let receiver = OtlpReceiver::start_in_background().expect("receiver");
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
@@ -60,6 +61,7 @@ fn spans_over_http_protobuf_with_background_receiver() {
 
 #[test]
 fn logs_over_http_protobuf() {
+    orderscope_testing::install_crypto_provider();
     use opentelemetry::logs::{
         AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity,
     };
@@ -107,6 +109,7 @@ fn raw_post(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> u1
 
 #[test]
 fn bad_http_input_is_rejected_not_fatal() {
+    orderscope_testing::install_crypto_provider();
     let receiver = OtlpReceiver::start_in_background().expect("receiver");
     let addr = receiver.http_addr();
     assert_eq!(raw_post(addr, "/v1/traces", "application/json", b"{}"), 415);
@@ -136,6 +139,7 @@ fn bad_http_input_is_rejected_not_fatal() {
 
 #[test]
 fn drop_stops_the_background_servers() {
+    orderscope_testing::install_crypto_provider();
     let receiver = OtlpReceiver::start_in_background().expect("receiver");
     let (grpc, http) = (receiver.grpc_addr(), receiver.http_addr());
     assert!(TcpStream::connect(http).is_ok());
@@ -146,6 +150,7 @@ fn drop_stops_the_background_servers() {
 
 #[test]
 fn clear_forgets_everything() {
+    orderscope_testing::install_crypto_provider();
     let receiver = OtlpReceiver::start_in_background().expect("receiver");
     assert_eq!(
         raw_post(
@@ -164,6 +169,7 @@ fn clear_forgets_everything() {
 
 #[test]
 fn failing_receiver_refuses_exports() {
+    orderscope_testing::install_crypto_provider();
     let receiver = OtlpReceiver::start_in_background().expect("receiver");
     receiver.set_failing(true);
     assert_eq!(

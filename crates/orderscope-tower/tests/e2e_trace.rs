@@ -72,6 +72,7 @@ async fn serve(app: Router) -> std::net::SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_across_two_services() {
+    orderscope_testing::install_crypto_provider();
     let receiver = OtlpReceiver::start().await.expect("receiver");
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()

@@ -50,6 +50,7 @@ async fn serve() -> SocketAddr {
 }
 
 fn client(spans: &SpanCapture) -> ClientWithMiddleware {
+    orderscope_testing::install_crypto_provider();
     ClientBuilder::new(reqwest::Client::new())
         .with(ClientMiddleware::from_layer(
             ClientLayer::new().tracer_provider(spans.provider()),
@@ -229,6 +230,7 @@ fn opt_out_error_status_and_transport_errors() {
 
 #[test]
 fn shares_its_configuration_with_the_layer() {
+    orderscope_testing::install_crypto_provider();
     // Propagation off on the layer: the middleware built from it sends nothing either.
     let spans = SpanCapture::builder().build();
     let client = ClientBuilder::new(reqwest::Client::new())
