@@ -72,8 +72,9 @@ impl MetricHandle for Histogram {
 /// The one handle cache of orderscope: [`LabelCache`](crate::LabelCache),
 /// [`IndexedCache`](crate::IndexedCache), [`Overflow`](crate::Overflow),
 /// [`FunctionMetrics`](crate::red::FunctionMetrics), the tower layers and the AMQP channels and
-/// consumers hold their handles in it. See the [module documentation](self) for which recorder
-/// gets what. `const`-constructible, so it can live in a `static`.
+/// consumers hold their handles in it. Nothing is keyed on a recorder's address: a local recorder
+/// dropped and replaced by another at the same address never receives the first one's handles.
+/// `const`-constructible, so it can live in a `static`.
 ///
 /// Cost under the global recorder: the recorder lookup of `metrics` (a thread-local and an
 /// atomic load), one more atomic load and a compare, and a `OnceLock` load. No lock, no

@@ -22,7 +22,7 @@
 //!
 //! # Which recorder, and what is cached
 //!
-//! The handles live in a [`HandleCell`](crate::HandleCell), orderscope's one handle cache: kept
+//! The handles live in a [`HandleCell`], orderscope's one handle cache: kept
 //! for the global recorder (`orderscope::init`, `PrometheusBuilder::install_recorder`) from the
 //! first call on, registered per call under a thread-local recorder (`metrics::with_local_recorder`,
 //! as in tests) or the no-op recorder. A function called before `orderscope::init` starts
