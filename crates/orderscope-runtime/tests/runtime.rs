@@ -3,36 +3,10 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use orderscope_runtime::{RuntimeSampler, Sample, Ticker};
+use orderscope_runtime::{RuntimeSampler, Ticker};
 
-/// Runs `sampler` once under a local recorder; the value of each series by name.
-fn sample(sampler: &mut dyn Sample) -> Vec<(String, f64)> {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || sampler.sample());
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .map(|(key, _, _, value)| {
-            let v = match value {
-                DebugValue::Counter(c) => c as f64,
-                DebugValue::Gauge(g) => g.into_inner(),
-                DebugValue::Histogram(_) => f64::NAN,
-            };
-            (key.key().name().to_owned(), v)
-        })
-        .collect()
-}
-
-fn get(values: &[(String, f64)], name: &str) -> f64 {
-    values
-        .iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("{name} not recorded: {values:?}"))
-        .1
-}
+mod common;
+use common::{get, sample};
 
 #[test]
 fn runtime_values_follow_a_real_runtime() {
