@@ -301,6 +301,35 @@ const EVENTS: &[(&str, &str)] = &[
     ("process CPU", "process_cpu_seconds_total"),
 ];
 
+/// The demo's orchestrator on its own thread. Dropped before it has ended (a failed assertion),
+/// it tells the demo to stop and waits for it, so the services stop and the test's exchanges and
+/// queues are deleted.
+struct Demo {
+    stop: Arc<tokio::sync::Notify>,
+    thread:
+        Option<std::thread::JoinHandle<Result<orchestrator::Outcome, orchestrator::PipelineError>>>,
+}
+
+impl Demo {
+    fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    fn join(&mut self) -> Result<orchestrator::Outcome, orchestrator::PipelineError> {
+        let thread = self.thread.take().expect("joined once");
+        thread.join().expect("the demo's thread")
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.stop.notify_one();
+            let _ = thread.join();
+        }
+    }
+}
+
 #[test]
 fn dashboards_and_rules_evaluate_on_the_demo_in_serve_mode() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -338,13 +367,16 @@ async fn run() {
         command
     };
     // The demo runs on a runtime of its own, as its binary does.
-    let pipeline = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("the demo's runtime")
-            .block_on(orchestrator::run(&launch, &options))
-    });
+    let mut pipeline = Demo {
+        stop: Arc::clone(&stop),
+        thread: Some(std::thread::spawn(move || {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("the demo's runtime")
+                .block_on(orchestrator::run(&launch, &options))
+        })),
+    };
 
     let roles = [Role::Shop, Role::Api, Role::Crm, Role::Mes];
     let targets: Vec<(&str, u16)> = roles
@@ -358,7 +390,7 @@ async fn run() {
     let mut missing: Vec<&str> = EVENTS.iter().map(|(what, _)| *what).collect();
     loop {
         if pipeline.is_finished() {
-            let result = pipeline.join().expect("the pipeline thread");
+            let result = pipeline.join();
             panic!(
                 "the demo stopped before the dashboards were evaluated: {:?} (this test needs RabbitMQ; `scripts/test` starts one)",
                 result.err()
@@ -489,10 +521,7 @@ async fn run() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let outcome = pipeline
-        .join()
-        .expect("the pipeline thread")
-        .expect("the demo ran");
+    let outcome = pipeline.join().expect("the demo ran");
     assert!(
         outcome.settled,
         "the pipeline did not settle:\n{}",
