@@ -130,13 +130,17 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A port `base` such that `base`…`base + 3` are free right now.
+/// A port `base` such that `base`…`base + 3` are free right now. Taken below Linux's ephemeral
+/// range (32768 and up), so no outgoing connection is handed one of them before the services
+/// bind.
 fn free_port_base() -> u16 {
-    for _ in 0..200 {
-        let base = free_port();
-        if base > u16::MAX - 3 {
-            continue;
-        }
+    let seed = std::process::id() as u64
+        ^ SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64;
+    for attempt in 0..500u64 {
+        let base = 20_000 + ((seed + attempt * 4) % 3_000) as u16 * 4;
         let bound: Vec<_> = (0..4)
             .map_while(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).ok())
             .collect();
@@ -144,7 +148,7 @@ fn free_port_base() -> u16 {
             return base;
         }
     }
-    panic!("no four consecutive free ports on 127.0.0.1");
+    panic!("no four consecutive free ports on 127.0.0.1 between 20000 and 32000");
 }
 
 fn start_prometheus(targets: &[(&str, u16)]) -> (Prometheus, String) {
