@@ -15,7 +15,8 @@
 //!   [`append_process_counters`].
 //! - [`RuntimeSampler`]: `tokio_workers`, `tokio_alive_tasks`, `tokio_global_queue_depth`,
 //!   `tokio_busy_ratio` (busy ÷ elapsed ÷ workers over the last interval, 0–1) and
-//!   `tokio_parks_total`, from Tokio's stable runtime metrics (no `tokio_unstable` needed).
+//!   `tokio_parks_total`, through tokio-metrics' `RuntimeMonitor`, from Tokio's stable runtime
+//!   metrics (no `tokio_unstable` needed).
 //!
 //! Any `FnMut() + Send` closure is a sampler too (the `orderscope` facade adds the in-flight order
 //! tracker's `sample` that way).

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --example order_pipeline                         # scripted orders, summary, exit
 //! cargo run --example order_pipeline -- serve                # stay up on ports 8080–8083 until Ctrl-C
+//! cargo run --example order_pipeline -- serve --port-base 9080  # … on ports 9080–9083
 //! cargo run --example order_pipeline -- --log-dir logs       # JSON logs to logs/<service>.jsonl
 //! ```
 //!
@@ -14,7 +15,7 @@
 //! The binary re-executes itself once per service (with `ORDERSCOPE_PIPELINE_ROLE` set), so each
 //! service is its own process with its own `service.name` and its own `orderscope::init`.
 //!
-//! | service | port (serve) | endpoints |
+//! | service | port (serve; `--port-base N` moves them to N…N+3) | endpoints |
 //! | --- | --- | --- |
 //! | shop | 8080 | `POST /orders` (public) |
 //! | api | 8081 | `POST /api/v1/orders` (public) |
@@ -49,10 +50,12 @@ use std::process::ExitCode;
 use crate::model::{ENV_ROLE, Role};
 use crate::orchestrator::{Options, PipelineError};
 
-const USAGE: &str = "usage: order_pipeline [serve] [--log-dir DIR]
+const USAGE: &str = "usage: order_pipeline [serve] [--port-base N] [--log-dir DIR]
 
   (no arguments)  run the scripted orders through the four services, print a summary, exit
   serve           keep the services up on ports 8080-8083 until Ctrl-C
+  --port-base N   in serve mode, put the shop on port N and the api, crm and mes on N+1..N+3
+                  (default 8080)
   --log-dir DIR   write each service's JSON log lines to DIR/<service>.jsonl
 
 Environment: AMQP_ADDR (default amqp://guest:guest@127.0.0.1:5672/%2f),
@@ -73,6 +76,13 @@ fn main() -> ExitCode {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "serve" | "--serve" => options.serve = true,
+            "--port-base" => match args.next().and_then(|n| n.parse::<u16>().ok()) {
+                Some(base) if (1..=u16::MAX - 3).contains(&base) => options.port_base = Some(base),
+                _ => {
+                    eprintln!("--port-base needs a port number from 1 to 65532\n\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
             "--log-dir" => match args.next() {
                 Some(dir) => options.log_dir = Some(PathBuf::from(dir)),
                 None => {

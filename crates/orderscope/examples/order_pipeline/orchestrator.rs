@@ -31,8 +31,14 @@ pub(crate) type Launch = dyn Fn(Role) -> std::process::Command + Send + Sync;
 /// Settings of one run.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Options {
-    /// Keep the services up on their fixed ports (8080–8083) until Ctrl-C.
+    /// Keep the services up on four consecutive ports (shop, api, crm, mes; from `port_base`)
+    /// until Ctrl-C.
     pub(crate) serve: bool,
+    /// The shop's port in `serve` mode; the api, crm and mes take the next three. Defaults to
+    /// [`DEFAULT_PORT_BASE`].
+    pub(crate) port_base: Option<u16>,
+    /// In `serve` mode, stop when this is notified as well as on Ctrl-C (tests).
+    pub(crate) serve_until: Option<Arc<tokio::sync::Notify>>,
     /// Write each service's JSON log lines to `DIR/<service>.jsonl`.
     pub(crate) log_dir: Option<PathBuf>,
     /// Prefix for exchange and queue names (tests).
@@ -45,6 +51,15 @@ pub(crate) struct Options {
     /// named with `amqp_prefix`, through `rabbitmqctl close_connection`), as a broker restart would:
     /// the consumers reconnect and every order still finishes (tests).
     pub(crate) close_consumer_connections: bool,
+}
+
+/// The shop's port in `serve` mode unless `--port-base` says otherwise: shop 8080, api 8081,
+/// crm 8082, mes 8083.
+pub(crate) const DEFAULT_PORT_BASE: u16 = 8080;
+
+/// The port of `role` in `serve` mode with the shop on `base`.
+pub(crate) fn serve_port(role: Role, base: u16) -> u16 {
+    base.saturating_add(role.fixed_port() - DEFAULT_PORT_BASE)
 }
 
 /// Why the pipeline could not run.
@@ -266,7 +281,11 @@ async fn spawn(
     logs: Shared<BTreeMap<Role, Vec<String>>>,
 ) -> Result<Service, PipelineError> {
     let mut command = tokio::process::Command::from(launch(role));
-    let port = if options.serve { role.fixed_port() } else { 0 };
+    let port = if options.serve {
+        serve_port(role, options.port_base.unwrap_or(DEFAULT_PORT_BASE))
+    } else {
+        0
+    };
     command
         .env(ENV_ROLE, role.name())
         .env(ENV_PORT, port.to_string())
@@ -643,7 +662,17 @@ pub(crate) async fn run(launch: &Launch, options: &Options) -> Result<Outcome, P
                 .collect::<Vec<_>>(),
             collector.as_deref(),
         );
-        let _ = tokio::signal::ctrl_c().await;
+        match &options.serve_until {
+            Some(stop) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    () = stop.notified() => {}
+                }
+            }
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
         eprintln!("\nstopping the services…");
     }
 
