@@ -609,8 +609,21 @@ pub(crate) async fn run(launch: &Launch, options: &Options) -> Result<Outcome, P
     let mut metrics = BTreeMap::new();
     let mut in_flight = BTreeMap::new();
     for service in &services {
-        if let Ok((200, body)) = driver.get(&format!("{}/metrics", url(service.role))).await {
-            metrics.insert(service.role, String::from_utf8_lossy(&body).into_owned());
+        // A handler records the end of an order before the runner settles its delivery: give the
+        // settle (up to 10 s) to land before taking the metrics.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let Ok((200, body)) = driver.get(&format!("{}/metrics", url(service.role))).await
+            else {
+                break;
+            };
+            let text = String::from_utf8_lossy(&body).into_owned();
+            let settled = unsettled(&text) == 0.0;
+            metrics.insert(service.role, text);
+            if settled || std::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         if let Ok((200, body)) = driver
             .get(&format!("{}/debug/orders.json", url(service.role)))
@@ -693,6 +706,17 @@ async fn collect_orders(
         });
     }
     orders
+}
+
+/// The sum of `messaging_unsettled_messages` in a Prometheus text exposition.
+fn unsettled(text: &str) -> f64 {
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix("messaging_unsettled_messages")
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Places the scripted orders, then makes the probe requests. With `close_prefix`, has the broker
