@@ -5,7 +5,8 @@
 //!   its confirm;
 //! - `amqp/consume_ack_bare` vs `amqp/consume_ack_orderscope`: a batch of prefetched messages, each received and
 //!   acked — by a plain lapin consumer loop, and by [`orderscope_amqp::run`] with a handler that returns `Ok`
-//!   (one handler at a time, like the bare loop). Each timed batch gets a fresh consumer (untimed set-up).
+//!   (one handler at a time, like the bare loop). Each timed batch gets a fresh consumer (untimed set-up), with
+//!   the same prefetch (200) on both sides.
 //!
 //! The orderscope cases run with a real SDK tracer provider (order processor + batch processor with a
 //! discarding exporter) and the Prometheus recorder installed, so every span and metric is really recorded.
@@ -264,6 +265,7 @@ fn consume(c: &mut Criterion, rt: &Runtime, broker: &Broker) {
                     .tracer(BoxedTracer::new(Box::new(
                         provider.tracer("orderscope-amqp"),
                     )))
+                    .prefetch(200)
                     .build();
                 let handled = Arc::new(AtomicU64::new(0));
                 let done = Arc::new(Notify::new());

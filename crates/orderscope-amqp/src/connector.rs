@@ -288,7 +288,10 @@ async fn open(
             consume.arguments.clone(),
         )
         .await?;
-    let consumer =
-        crate::TracedConsumer::with_config(consumer, ConsumerConfig::new(Arc::clone(tracer)));
+    let consumer = crate::TracedConsumer::with_config(
+        consumer,
+        ConsumerConfig::new(Arc::clone(tracer)),
+        consume.prefetch,
+    );
     Ok((consumer, publisher))
 }

@@ -49,7 +49,9 @@ impl ConsumerConfig {
 /// State shared by a consumer and its deliveries.
 pub(crate) struct ConsumerShared {
     pub(crate) queue: ShortString,
-    pub(crate) span_name: String,
+    /// `process {queue}`, kept once (see [`span_name`](crate::instruments::span_name)): the span and the
+    /// operation take it without a copy.
+    pub(crate) span_name: Cow<'static, str>,
     pub(crate) config: ConsumerConfig,
     pub(crate) handles: ConsumeHandles,
 }
@@ -109,6 +111,52 @@ pub struct TracedConsumer {
     #[pin]
     inner: Consumer,
     shared: Arc<ConsumerShared>,
+    prefetch: Prefetch,
+}
+
+/// A consumer's share of `orderscope_consumer_prefetch`, given back when the consumer is dropped.
+#[derive(Debug)]
+struct Prefetch {
+    count: u16,
+    shared: Arc<ConsumerShared>,
+}
+
+impl Prefetch {
+    fn new(count: u16, shared: &Arc<ConsumerShared>) -> Self {
+        if count > 0 {
+            shared.handles.prefetch.increment(f64::from(count));
+        }
+        Self {
+            count,
+            shared: Arc::clone(shared),
+        }
+    }
+}
+
+impl Prefetch {
+    /// Lowers the recorded prefetch to `limit` (the runner's concurrency): deliveries beyond it wait in lapin's
+    /// buffer, where they are not counted as unsettled.
+    fn cap(&mut self, limit: usize) {
+        let capped = u16::try_from(limit).unwrap_or(u16::MAX).min(self.count);
+        if capped < self.count {
+            self.shared
+                .handles
+                .prefetch
+                .decrement(f64::from(self.count - capped));
+            self.count = capped;
+        }
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        if self.count > 0 {
+            self.shared
+                .handles
+                .prefetch
+                .decrement(f64::from(self.count));
+        }
+    }
 }
 
 /// Configures a [`TracedConsumer`]; from [`TracedConsumer::builder`].
@@ -118,9 +166,26 @@ pub struct TracedConsumerBuilder {
     tracer: Option<BoxedTracer>,
     propagation: Propagation,
     server: Option<(Cow<'static, str>, u16)>,
+    prefetch: u16,
 }
 
 impl TracedConsumerBuilder {
+    /// The prefetch (`basic_qos` count) of the consumer's channel, as set with lapin: added to
+    /// `orderscope_consumer_prefetch` while the consumer lives, so `messaging_unsettled_messages` ÷
+    /// `orderscope_consumer_prefetch` is the consumers' saturation (1 = the broker sends no more until one is
+    /// settled). Defaults to 0: not recorded (lapin does not tell a consumer its channel's prefetch).
+    /// [`run_reconnecting`](crate::run_reconnecting) records the prefetch of its [`Consume`](crate::Consume).
+    ///
+    /// A delivery counts as unsettled from when the consumer yields it until it is settled. [`run`](crate::run)
+    /// takes at most [`RunOptions::concurrency`](crate::RunOptions::concurrency) deliveries at once (the rest
+    /// wait in lapin's buffer, uncounted), so under `run` the recorded prefetch is capped at the concurrency:
+    /// saturation 1 means every handler slot is busy.
+    #[must_use]
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch = prefetch;
+        self
+    }
+
     /// The tracer spans are created with. Defaults to the global provider's `orderscope-amqp` tracer,
     /// looked up when spans start until a provider is installed.
     #[must_use]
@@ -156,7 +221,7 @@ impl TracedConsumerBuilder {
             propagation: self.propagation,
             server: self.server,
         };
-        TracedConsumer::with_config(self.consumer, config)
+        TracedConsumer::with_config(self.consumer, config, self.prefetch)
     }
 }
 
@@ -177,21 +242,29 @@ impl TracedConsumer {
             tracer: None,
             propagation: Propagation::trusted(),
             server: None,
+            prefetch: 0,
         }
     }
 
-    pub(crate) fn with_config(consumer: Consumer, config: ConsumerConfig) -> Self {
+    pub(crate) fn with_config(consumer: Consumer, config: ConsumerConfig, prefetch: u16) -> Self {
         let queue = consumer.queue();
         let shared = ConsumerShared {
-            span_name: format!("process {queue}"),
+            span_name: crate::instruments::span_name(format!("process {queue}")),
             handles: ConsumeHandles::new(queue.as_str()),
             queue,
             config,
         };
+        let shared = Arc::new(shared);
         Self {
             inner: consumer,
-            shared: Arc::new(shared),
+            prefetch: Prefetch::new(prefetch, &shared),
+            shared,
         }
+    }
+
+    /// Caps the recorded prefetch at the runner's concurrency (see [`Prefetch::cap`]).
+    pub(crate) fn cap_prefetch(&mut self, concurrency: usize) {
+        self.prefetch.cap(concurrency);
     }
 
     /// The queue this consumer reads.

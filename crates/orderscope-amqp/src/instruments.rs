@@ -12,8 +12,9 @@
 //! labels (`outcome`, `error_type`) real, with only the destination folded. Its limit is a [`SeriesLimit`] and its
 //! counting the shared [`Overflow`].
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label};
 use orderscope_metrics::{KeyedHandle, MetricHandle, Overflow, SeriesLimit};
@@ -22,7 +23,7 @@ use orderscope_metrics::catalogue::labels::{
     ERROR_TYPE, MESSAGING_DESTINATION_NAME, MESSAGING_OPERATION_NAME, MESSAGING_SYSTEM, OUTCOME,
 };
 pub(crate) use orderscope_metrics::catalogue::{
-    MESSAGING_CLIENT_CONSUMED_MESSAGES as CONSUMED_MESSAGES,
+    CONSUMER_PREFETCH, MESSAGING_CLIENT_CONSUMED_MESSAGES as CONSUMED_MESSAGES,
     MESSAGING_CLIENT_OPERATION_DURATION as OPERATION_DURATION,
     MESSAGING_CLIENT_SENT_MESSAGES as SENT_MESSAGES,
     MESSAGING_PROCESS_DURATION as PROCESS_DURATION, MESSAGING_QUEUE_LATENCY as QUEUE_LATENCY,
@@ -57,6 +58,32 @@ fn labels(destination: &str, extra: &[(&'static str, &'static str)]) -> Vec<Labe
         labels.push(Label::from_static_parts(k, v));
     }
     labels
+}
+
+/// The most span names [`span_name`] keeps for the life of the process.
+const MAX_INTERNED_NAMES: usize = 1024;
+
+/// A span name (`publish {exchange}`, `process {queue}`) that spans and the
+/// [`Operation`](orderscope_context::Operation) take without a copy: kept once per distinct name for the life of
+/// the process (at most [`MAX_INTERNED_NAMES`]; server-named queues, `amq.gen-…`, are not kept), so a publisher
+/// or consumer built again after a reconnection reuses it. Called when a publisher's exchange or a consumer is
+/// first seen, never per message.
+pub(crate) fn span_name(name: String) -> Cow<'static, str> {
+    static NAMES: LazyLock<Mutex<HashSet<&'static str>>> =
+        LazyLock::new(|| Mutex::new(HashSet::new()));
+    if name.contains("amq.gen-") {
+        return Cow::Owned(name);
+    }
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(kept) = names.get(name.as_str()) {
+        return Cow::Borrowed(kept);
+    }
+    if names.len() >= MAX_INTERNED_NAMES {
+        return Cow::Owned(name);
+    }
+    let kept: &'static str = Box::leak(name.into_boxed_str());
+    names.insert(kept);
+    Cow::Borrowed(kept)
 }
 
 /// A series whose key is built on first use (so it appears only once it records).
@@ -129,19 +156,26 @@ const SENT_SLOTS: usize = 8;
 /// The span name and destination attribute of publishes to one exchange, built once.
 #[derive(Debug)]
 pub(crate) struct SpanNames {
-    pub(crate) span_name: String,
+    pub(crate) span_name: Cow<'static, str>,
     pub(crate) destination: opentelemetry::StringValue,
 }
 
 impl SpanNames {
     pub(crate) fn new(exchange: &str) -> Self {
+        let mut names = Self::transient(exchange);
+        names.span_name = span_name(names.span_name.into_owned());
+        names
+    }
+
+    /// The names of one publish to an exchange past the destination limit: built for it, not kept.
+    pub(crate) fn transient(exchange: &str) -> Self {
         let destination = if exchange.is_empty() {
             "amq.default"
         } else {
             exchange
         };
         Self {
-            span_name: format!("publish {destination}"),
+            span_name: Cow::Owned(format!("publish {destination}")),
             destination: opentelemetry::StringValue::from(Arc::<str>::from(destination)),
         }
     }
@@ -240,9 +274,28 @@ impl PublishHandles {
     }
 }
 
+/// The handles of one publish: borrowed from the cache for its first exchange, shared for the others.
+pub(crate) enum Handles<'a> {
+    First(&'a PublishHandles),
+    Other(Arc<PublishHandles>),
+}
+
+impl std::ops::Deref for Handles<'_> {
+    type Target = PublishHandles;
+
+    fn deref(&self) -> &PublishHandles {
+        match self {
+            Self::First(handles) => handles,
+            Self::Other(handles) => handles,
+        }
+    }
+}
+
 /// A bounded per-exchange cache of [`PublishHandles`].
 pub(crate) struct PublishCache {
     max: SeriesLimit,
+    /// The first exchange published to, read without the lock: most channels publish to one exchange.
+    first: OnceLock<(Box<str>, Arc<PublishHandles>)>,
     map: Mutex<HashMap<String, Arc<PublishHandles>>>,
     overflow: OnceLock<Arc<PublishHandles>>,
 }
@@ -259,12 +312,29 @@ impl PublishCache {
     pub(crate) fn new(max: usize) -> Self {
         Self {
             max: SeriesLimit::new(max),
+            first: OnceLock::new(),
             map: Mutex::new(HashMap::new()),
             overflow: OnceLock::new(),
         }
     }
 
-    pub(crate) fn get(&self, exchange: &str) -> Arc<PublishHandles> {
+    pub(crate) fn get(&self, exchange: &str) -> Handles<'_> {
+        if let Some((name, handles)) = self.first.get()
+            && **name == *exchange
+        {
+            return Handles::First(handles);
+        }
+        let handles = self.lookup(exchange);
+        let (name, first) = self
+            .first
+            .get_or_init(|| (Box::from(exchange), Arc::clone(&handles)));
+        if **name == *exchange {
+            return Handles::First(first);
+        }
+        Handles::Other(handles)
+    }
+
+    fn lookup(&self, exchange: &str) -> Arc<PublishHandles> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(h) = map.get(exchange) {
             return Arc::clone(h);
@@ -368,6 +438,8 @@ pub(crate) struct ConsumeHandles {
     pub(crate) redelivered: KeyedHandle<Counter>,
     pub(crate) untraced: KeyedHandle<Counter>,
     pub(crate) unsettled: KeyedHandle<Gauge>,
+    /// The consumers' prefetch, added when one is wrapped and taken off when it is dropped.
+    pub(crate) prefetch: KeyedHandle<Gauge>,
     pub(crate) latency: KeyedHandle<Histogram>,
     /// `[outcome][0 = no error_type, 1.. = PROCESS_ERROR_TYPES]`.
     process: [[Lazy<Histogram>; 1 + PROCESS_ERROR_TYPES.len()]; SETTLE_SLOTS],
@@ -391,6 +463,7 @@ impl ConsumeHandles {
             redelivered: KeyedHandle::new(Key::from_parts(REDELIVERED_MESSAGES, base.clone())),
             untraced: KeyedHandle::new(Key::from_parts(UNTRACED_MESSAGES, base.clone())),
             unsettled: KeyedHandle::new(Key::from_parts(UNSETTLED_MESSAGES, base.clone())),
+            prefetch: KeyedHandle::new(Key::from_parts(CONSUMER_PREFETCH, base.clone())),
             latency: KeyedHandle::new(Key::from_parts(QUEUE_LATENCY, base)),
             process: [const { [const { Lazy::new() }; 1 + PROCESS_ERROR_TYPES.len()] };
                 SETTLE_SLOTS],

@@ -27,6 +27,11 @@
 //! - **Reconnect** — [`run_reconnecting`] connects through a [`Connector`] and consumes again, with the same
 //!   prefetch, whenever the broker closes the channel or the connection; [`TracedChannel::rebuild`] does the
 //!   same for a publisher.
+//! - **At least once** — handlers must be idempotent. lapin reports an ack done once its frame is written to
+//!   the socket, not when the broker has it: when the connection closes right then, the broker never saw the
+//!   ack and redelivers the message (so does a settle refused on a closed channel, [`SettleError`]). A
+//!   publisher that publishes again after [`PublishError::ChannelClosed`] may send a message the broker had
+//!   already routed. Key the work on the order id or [`Message::properties`]' `message_id`.
 //! - **One trace per message** — every attempt's `process` span is a child of the publish span, numbered
 //!   (`orderscope.attempt`) and linked to the previous attempt.
 //!

@@ -325,7 +325,7 @@ impl TracedChannel {
             .await?;
         let mut config = ConsumerConfig::new(Arc::clone(&self.shared.tracer));
         config.server.clone_from(&self.shared.server);
-        Ok(TracedConsumer::with_config(consumer, config))
+        Ok(TracedConsumer::with_config(consumer, config, 0))
     }
 
     /// Publishes a message, traced, and — when the channel is in confirm mode — waits for the broker's confirm.
@@ -385,7 +385,7 @@ impl TracedChannel {
         let names = match &handles.names {
             Some(names) => names,
             None => {
-                overflow_names = SpanNames::new(exchange.as_str());
+                overflow_names = SpanNames::transient(exchange.as_str());
                 &overflow_names
             }
         };

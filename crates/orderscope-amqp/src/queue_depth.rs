@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::connector::Connector;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
@@ -50,14 +51,44 @@ static DEPTHS: Mutex<BTreeMap<String, (u64, u64)>> = Mutex::new(BTreeMap::new())
 /// ```
 #[derive(Debug)]
 pub struct QueueWatcher {
-    connection: Arc<Connection>,
+    source: Source,
     queues: Vec<String>,
     channel: Option<Channel>,
 }
 
+/// Where a [`QueueWatcher`] gets its connection.
+#[derive(Debug)]
+enum Source {
+    /// The caller's connection, for the watcher's life.
+    Fixed(Arc<Connection>),
+    /// Made by a connector, and made again when the broker closed it.
+    Connector(Connector, Option<Box<Connection>>),
+}
+
 impl QueueWatcher {
-    /// Watches `queues` (at most [`MAX_WATCHED_QUEUES`]) over `connection`.
+    /// Watches `queues` (at most [`MAX_WATCHED_QUEUES`]) over `connection`. When the broker closes it, every
+    /// sample fails from then on: use [`reconnecting`](Self::reconnecting) to survive that.
     pub fn new<I, Q>(connection: Arc<Connection>, queues: I) -> Self
+    where
+        I: IntoIterator<Item = Q>,
+        Q: Into<String>,
+    {
+        Self::with_source(Source::Fixed(connection), queues)
+    }
+
+    /// Watches `queues` (at most [`MAX_WATCHED_QUEUES`]) over a connection `connector` makes when the first
+    /// sample starts, and makes again (once per sample, no retry loop) when the broker closed it — a restart,
+    /// a failover, an operator. A sample that cannot connect fails for every queue, which drops their series
+    /// and counts the errors.
+    pub fn reconnecting<I, Q>(connector: Connector, queues: I) -> Self
+    where
+        I: IntoIterator<Item = Q>,
+        Q: Into<String>,
+    {
+        Self::with_source(Source::Connector(connector, None), queues)
+    }
+
+    fn with_source<I, Q>(source: Source, queues: I) -> Self
     where
         I: IntoIterator<Item = Q>,
         Q: Into<String>,
@@ -74,7 +105,7 @@ impl QueueWatcher {
             names.truncate(MAX_WATCHED_QUEUES);
         }
         QueueWatcher {
-            connection,
+            source,
             queues: names,
             channel: None,
         }
@@ -87,6 +118,18 @@ impl QueueWatcher {
 
     /// Reads every watched queue once.
     pub async fn sample(&mut self) {
+        if let Source::Connector(connector, connection) = &mut self.source
+            && !connection.as_ref().is_some_and(|c| c.status().connected())
+        {
+            self.channel = None;
+            *connection = match connector.connect().await {
+                Ok(c) => Some(Box::new(c)),
+                Err(error) => {
+                    tracing::debug!(%error, "the queue watcher cannot connect");
+                    None
+                }
+            };
+        }
         for i in 0..self.queues.len() {
             let name = self.queues[i].clone();
             match self.declare(&name).await {
@@ -111,7 +154,11 @@ impl QueueWatcher {
             .as_ref()
             .is_some_and(|c| c.status().connected());
         if !open {
-            self.channel = self.connection.create_channel().await.ok();
+            self.channel = match &mut self.source {
+                Source::Fixed(connection) => connection.create_channel().await.ok(),
+                Source::Connector(_, Some(connection)) => connection.create_channel().await.ok(),
+                Source::Connector(_, None) => None,
+            };
         }
         let channel = self.channel.as_ref()?;
         let options = QueueDeclareOptions {

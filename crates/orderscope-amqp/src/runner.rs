@@ -199,8 +199,9 @@ impl RunOptions {
         self
     }
 
-    /// How many handlers run at once. Defaults to 1 (messages handled in order). Values below 1 count as 1.
-    /// Set the channel's `basic_qos` prefetch to at least this.
+    /// How many handlers run at once. Defaults to 1 (messages handled in order, in the runner's own task).
+    /// Values below 1 count as 1. Above 1, each handler runs on a Tokio task of its own. Set the channel's
+    /// `basic_qos` prefetch to at least this.
     #[must_use]
     pub fn concurrency(mut self, limit: usize) -> Self {
         self.concurrency = limit.max(1);
@@ -241,7 +242,8 @@ pub struct RunReport {
     pub settle_failed: u64,
     /// Times [`run_reconnecting`](crate::run_reconnecting) consumed again on a new connection.
     pub reconnects: u64,
-    /// Handler tasks that ended without settling (the runtime shut down under them).
+    /// Handlers that ended without settling: their task was lost (the runtime shut down under it) or, at
+    /// concurrency 1, the runner's own settling code panicked.
     pub lost_tasks: u64,
 }
 
@@ -328,14 +330,15 @@ struct Runtime<H> {
 /// - handler panic → caught and settled the same way, with `error_type="panic"` (span status ERROR with the
 ///   panic message), and the runner keeps consuming; the outcome says where the message went, the error type
 ///   why;
-/// - up to [`RunOptions::concurrency`] handlers run at once, each on its own Tokio task, with the message's
-///   context (its `process` span and its order) attached while the handler is polled — so
+/// - up to [`RunOptions::concurrency`] handlers run at once, each on its own Tokio task — at concurrency 1
+///   (the default) in the runner's own task, one after the other, with no task spawned per message — with the
+///   message's context (its `process` span and its order) attached while the handler is polled — so
 ///   `OrderContext::current()`, log lines and child spans see them;
 /// - graceful stop: when the [`shutdown`](RunOptions::shutdown) future completes, the runner stops taking
 ///   deliveries, lets in-flight handlers finish and settle, and returns. Messages lapin prefetched but no handler
 ///   started stay unacknowledged; the broker redelivers them when the channel closes.
 ///
-/// Must run inside a Tokio runtime: handlers are spawned as tasks.
+/// Must run inside a Tokio runtime: above concurrency 1, handlers are spawned as tasks.
 ///
 /// # Errors
 ///
@@ -487,7 +490,8 @@ where
     }
 
     /// One session over `consumer`; the consumer's error, if it failed.
-    pub(crate) async fn session(&mut self, consumer: TracedConsumer) -> Option<lapin::Error> {
+    pub(crate) async fn session(&mut self, mut consumer: TracedConsumer) -> Option<lapin::Error> {
+        consumer.cap_prefetch(self.concurrency);
         let runtime = Arc::new(Runtime {
             handler: Arc::clone(&self.handler),
             policy: self.policy,
@@ -564,6 +568,9 @@ where
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: fmt::Display + Send + 'static,
 {
+    if concurrency <= 1 {
+        return session_in_place(consumer, runtime, shutdown, stopped, report).await;
+    }
     let mut tasks = JoinSet::new();
     let mut failure = None;
     loop {
@@ -573,7 +580,7 @@ where
                 *stopped = true;
                 break;
             }
-            Some(joined) = tasks.join_next(), if !tasks.is_empty() => add(report, joined),
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => add(report, joined.ok()),
             next = consumer.next(), if tasks.len() < concurrency => match next {
                 Some(Ok(delivery)) => {
                     report.handled += 1;
@@ -588,13 +595,51 @@ where
         }
     }
     while let Some(joined) = tasks.join_next().await {
-        add(report, joined);
+        add(report, joined.ok());
     }
     failure
 }
 
-fn add(report: &mut RunReport, joined: Result<TaskResult, tokio::task::JoinError>) {
-    let Ok(result) = joined else {
+/// [`session`] with one handler at a time: each delivery is handled in the runner's own task, no task spawned
+/// and joined per message. A panic outside the handler (which [`process`] catches itself) is caught here, like
+/// a spawned task's, and counted in [`RunReport::lost_tasks`].
+async fn session_in_place<H, Fut, E>(
+    mut consumer: TracedConsumer,
+    runtime: &Arc<Runtime<H>>,
+    shutdown: &mut Shutdown,
+    stopped: &mut bool,
+    report: &mut RunReport,
+) -> Option<lapin::Error>
+where
+    H: Fn(Message) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: fmt::Display + Send + 'static,
+{
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = &mut *shutdown, if !*stopped => {
+                *stopped = true;
+                return None;
+            }
+            next = consumer.next() => next,
+        };
+        match next {
+            Some(Ok(delivery)) => {
+                report.handled += 1;
+                let result = AssertUnwindSafe(process(Arc::clone(runtime), delivery))
+                    .catch_unwind()
+                    .await;
+                add(report, result.ok());
+            }
+            Some(Err(error)) => return Some(error),
+            None => return None,
+        }
+    }
+}
+
+fn add(report: &mut RunReport, joined: Option<TaskResult>) {
+    let Some(result) = joined else {
         report.lost_tasks += 1;
         return;
     };
@@ -644,7 +689,9 @@ where
         properties: message.properties().clone(),
         attempt: message.attempt(),
     });
-    let queue = message.shared.queue.clone();
+    // For the log lines of the failure paths: no copy of the queue name per message.
+    let shared = Arc::clone(&message.shared);
+    let queue = &shared.queue;
     let runtime_for_handler = Arc::clone(&runtime);
     let result = AssertUnwindSafe(async move { (runtime_for_handler.handler)(message).await })
         .catch_unwind()

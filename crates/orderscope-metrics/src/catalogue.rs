@@ -246,6 +246,8 @@ pub const QUEUE_MESSAGES: &str = "orderscope_queue_messages";
 pub const QUEUE_CONSUMERS: &str = "orderscope_queue_consumers";
 /// `orderscope_queue_sample_errors_total` (counter).
 pub const QUEUE_SAMPLE_ERRORS: &str = "orderscope_queue_sample_errors_total";
+/// `orderscope_consumer_prefetch` (gauge).
+pub const CONSUMER_PREFETCH: &str = "orderscope_consumer_prefetch";
 
 /// `orderscope_propagation_dropped_total` (counter).
 pub const PROPAGATION_DROPPED: &str = "orderscope_propagation_dropped_total";
@@ -636,6 +638,13 @@ pub mod defs {
         &[l::MESSAGING_DESTINATION_NAME],
     );
 
+    /// The [`CONSUMER_PREFETCH`](super::CONSUMER_PREFETCH) entry.
+    pub const CONSUMER_PREFETCH: MetricDef = gauge(
+        super::CONSUMER_PREFETCH,
+        "Prefetch (basic.qos) of orderscope's consumers of a queue, summed; messaging_unsettled_messages over it is their saturation.",
+        &[l::MESSAGING_SYSTEM, l::MESSAGING_DESTINATION_NAME],
+    );
+
     /// The [`QUEUE_SAMPLE_ERRORS`](super::QUEUE_SAMPLE_ERRORS) entry.
     pub const QUEUE_SAMPLE_ERRORS: MetricDef = counter(
         super::QUEUE_SAMPLE_ERRORS,
@@ -797,6 +806,7 @@ const DEFS: &[MetricDef] = &[
     defs::QUEUE_MESSAGES,
     defs::QUEUE_CONSUMERS,
     defs::QUEUE_SAMPLE_ERRORS,
+    defs::CONSUMER_PREFETCH,
     defs::PROPAGATION_DROPPED,
     defs::CARDINALITY_OVERFLOW,
     defs::SPANS_DROPPED,

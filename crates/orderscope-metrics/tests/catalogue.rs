@@ -148,6 +148,11 @@ const EXPECTED: &[(&str, MetricKind, &[&str])] = &[
         &["messaging_destination_name"],
     ),
     (
+        "orderscope_consumer_prefetch",
+        MetricKind::Gauge,
+        &["messaging_system", "messaging_destination_name"],
+    ),
+    (
         "orderscope_propagation_dropped_total",
         MetricKind::Counter,
         &["reason"],

@@ -15,7 +15,8 @@
 //! - the MES dashboard filters (status, channel, overdue, id) and pages;
 //! - `/metrics` of each service passes `promtool check metrics` (when promtool is installed);
 //! - the JSON log lines of all services for one order share its `trace_id` and `order.id`;
-//! - all of this while the broker closes the services' consumer connections mid-run.
+//! - all of this while the broker closes every connection of the CRM and MES (consumers,
+//!   publishers, queue watcher) halfway through placing the orders: MES cannot have finished then.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -70,9 +71,9 @@ fn run_pipeline() -> Outcome {
         amqp_prefix: amqp_prefix(),
         delete_topology: true,
         embedded_receiver: true,
-        // The broker closes the consumers' connections once the orders are placed: they come
-        // back, and every order still finishes.
-        close_consumer_connections: true,
+        // Halfway through placing the orders, the broker closes every connection of the CRM and
+        // MES: they come back, and every order still finishes.
+        close_connections_midway: true,
         ..Options::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -117,6 +118,33 @@ fn order_pipeline_end_to_end() {
         summary::render(&outcome)
     );
     assert!(outcome.clean_exit, "a service did not exit cleanly");
+
+    // ---- the broker closed every service connection while orders were in flight -----------------
+    match &outcome.broker_close {
+        Some(close) => {
+            let mut expected: Vec<String> = amqp::CONNECTION_ROLES
+                .iter()
+                .map(|role| format!("{}{role}", amqp_prefix()))
+                .collect();
+            expected.sort();
+            if close.closed != expected {
+                problems.push(format!(
+                    "the broker closed {:?}, expected every service connection {expected:?}",
+                    close.closed
+                ));
+            }
+            // Orders placed after the close cannot have been finished before it.
+            if close.placed_before >= SCRIPT.len() || close.finished_before >= SCRIPT.len() {
+                problems.push(format!(
+                    "the close was not mid-run: {} of {} orders placed, {} finished",
+                    close.placed_before,
+                    SCRIPT.len(),
+                    close.finished_before
+                ));
+            }
+        }
+        None => problems.push("the broker did not close the service connections".to_owned()),
+    }
 
     // ---- every order ends as scripted ----------------------------------------------------------
     for order in &outcome.orders {

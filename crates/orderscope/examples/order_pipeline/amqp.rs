@@ -4,9 +4,12 @@ use lapin::options::{
     ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
     QueueDeleteOptions, QueuePurgeOptions,
 };
+use std::sync::{Arc, Mutex, PoisonError};
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{Channel, ConnectionProperties, ExchangeKind};
-use orderscope::amqp::{Backoff, Connector, Retries};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use orderscope::amqp::{Backoff, Connector, PublishError, PublishOutcome, Retries, TracedChannel};
 
 use crate::model::{ORDER_CREATED, ORDER_STATUS, Topology, amqp_addr};
 
@@ -20,10 +23,135 @@ pub(crate) fn connector(role: &str) -> Connector {
     )
 }
 
-/// Has the broker close every connection whose client-provided name starts with `prefix` (the
-/// services' consumer connections, see [`connector`]), through `rabbitmqctl close_connection`. Only
-/// those: the broker may be shared. Returns how many it closed.
-pub(crate) async fn close_connections_named(prefix: &str) -> Result<usize, String> {
+/// The names (after the prefix) of every connection the CRM and MES open: what
+/// [`close_connections_named`] closes in the end-to-end test.
+pub(crate) const CONNECTION_ROLES: [&str; 6] = [
+    "crm",
+    "crm-publisher",
+    "crm-queue-watcher",
+    "mes",
+    "mes-publisher",
+    "mes-dead-letters",
+];
+
+/// How many times one publish is made again on a new connection before its error is returned.
+const MAX_REBUILDS: u32 = 5;
+
+/// A publisher in confirm mode that survives the broker closing its connection: a publish that
+/// fails with [`PublishError::ChannelClosed`] is made again, with confirms, on a new connection
+/// (one rebuild at a time; the others wait for it). Nothing is lost; a message whose confirm was
+/// lost with the connection may arrive twice, so consumers must be idempotent.
+#[derive(Clone)]
+pub(crate) struct Publisher {
+    connector: Connector,
+    current: Arc<Mutex<(Arc<Connection>, TracedChannel)>>,
+    rebuilding: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Publisher {
+    /// Connects through `connector` and opens a confirm channel.
+    pub(crate) async fn connect(connector: Connector) -> lapin::Result<Self> {
+        let connection = connector.connect().await?;
+        let channel = confirm_channel(&connection).await?;
+        Ok(Self {
+            connector,
+            current: Arc::new(Mutex::new((
+                Arc::new(connection),
+                TracedChannel::new(channel),
+            ))),
+            rebuilding: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    /// The channel publishes go through now.
+    pub(crate) fn channel(&self) -> TracedChannel {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .clone()
+    }
+
+    /// [`TracedChannel::publish`], made again on a new connection while the channel is closed.
+    pub(crate) async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        options: BasicPublishOptions,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> Result<PublishOutcome, PublishError> {
+        let mut rebuilt = 0;
+        loop {
+            let channel = self.channel();
+            match channel
+                .publish(
+                    exchange.into(),
+                    routing_key.into(),
+                    options,
+                    payload,
+                    properties.clone(),
+                )
+                .await
+            {
+                // A broker that closes every new channel (a missing exchange, say) gets the error.
+                Err(PublishError::ChannelClosed(error)) if rebuilt < MAX_REBUILDS => {
+                    rebuilt += 1;
+                    tracing::warn!(%error, "the publisher's channel closed; publishing again on a new connection");
+                    self.rebuild(&channel).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Replaces `failed` with a channel on a new connection, unless another publish did already.
+    async fn rebuild(&self, failed: &TracedChannel) {
+        let _one = self.rebuilding.lock().await;
+        if self.channel().get_ref().status().connected() {
+            return;
+        }
+        loop {
+            let connection = self.connector.connect_with_retry().await;
+            match confirm_channel(&connection).await {
+                Ok(channel) => {
+                    let channel = failed.rebuild(channel);
+                    *self.current.lock().unwrap_or_else(PoisonError::into_inner) =
+                        (Arc::new(connection), channel);
+                    tracing::info!("publishing again on a new connection");
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "opening the publisher's channel failed; reconnecting");
+                }
+            }
+        }
+    }
+
+    /// Closes the connection.
+    pub(crate) async fn close(&self) {
+        let connection = Arc::clone(
+            &self
+                .current
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .0,
+        );
+        let _ = connection.close(200, "bye".into()).await;
+    }
+}
+
+async fn confirm_channel(connection: &Connection) -> lapin::Result<Channel> {
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok(channel)
+}
+
+/// The client-provided names of the broker's connections that start with `prefix`, each with the
+/// connection's pid (`rabbitmqctl list_connections`).
+pub(crate) async fn connections_named(prefix: &str) -> Result<Vec<(String, String)>, String> {
     let list = tokio::process::Command::new("rabbitmqctl")
         .args([
             "list_connections",
@@ -38,18 +166,35 @@ pub(crate) async fn close_connections_named(prefix: &str) -> Result<usize, Strin
     if !list.status.success() {
         return Err(format!("rabbitmqctl list_connections: {list:?}"));
     }
-    let mut closed = 0;
+    let mut found = Vec::new();
+    if prefix.is_empty() {
+        return Ok(found);
+    }
+    let quoted = format!("\"{prefix}");
     for line in String::from_utf8_lossy(&list.stdout).lines() {
         let Some((pid, properties)) = line.split_once('\t') else {
             continue;
         };
-        if prefix.is_empty() || !properties.contains(&format!("\"{prefix}")) {
+        let Some(at) = properties.find(&quoted) else {
             continue;
-        }
+        };
+        let name = &properties[at + 1..];
+        let name = name.split('"').next().unwrap_or_default();
+        found.push((pid.trim().to_owned(), name.to_owned()));
+    }
+    Ok(found)
+}
+
+/// Has the broker close every connection whose client-provided name starts with `prefix` (the
+/// services' connections, see [`connector`] and [`CONNECTION_ROLES`]), through `rabbitmqctl
+/// close_connection`. Only those: the broker may be shared. Returns the names it closed.
+pub(crate) async fn close_connections_named(prefix: &str) -> Result<Vec<String>, String> {
+    let mut closed = Vec::new();
+    for (pid, name) in connections_named(prefix).await? {
         let out = tokio::process::Command::new("rabbitmqctl")
             .args([
                 "close_connection",
-                pid.trim(),
+                pid.as_str(),
                 "order pipeline: simulated broker close",
             ])
             .output()
@@ -58,8 +203,9 @@ pub(crate) async fn close_connections_named(prefix: &str) -> Result<usize, Strin
         if !out.status.success() {
             return Err(format!("rabbitmqctl close_connection: {out:?}"));
         }
-        closed += 1;
+        closed.push(name);
     }
+    closed.sort();
     Ok(closed)
 }
 

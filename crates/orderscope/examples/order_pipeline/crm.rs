@@ -10,18 +10,16 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::BasicProperties;
+use lapin::options::BasicPublishOptions;
 use orderscope::WithOrder;
-use orderscope::amqp::{
-    Consume, Message, RetryPolicy, RunOptions, TracedChannel, run_reconnecting,
-};
+use orderscope::amqp::{Consume, Message, RetryPolicy, RunOptions, run_reconnecting};
 use orderscope::tower::Order;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::amqp::declare_topology;
-use crate::model::{ORDER_CREATED, OrderMessage, StatusMessage, Topology, amqp_addr, stage};
+use crate::amqp::{Publisher, declare_topology};
+use crate::model::{ORDER_CREATED, OrderMessage, StatusMessage, Topology, stage};
 use crate::service::{Built, Stop, json, json_error, wait_for_count};
 
 #[derive(Clone, Debug, Serialize)]
@@ -34,7 +32,8 @@ struct CrmOrder {
 }
 
 struct Crm {
-    publisher: TracedChannel,
+    /// `order.created` to MES, on a connection that comes back when the broker closes it.
+    publisher: Publisher,
     topology: Topology,
     orders: Mutex<BTreeMap<String, CrmOrder>>,
     /// How many status messages arrived.
@@ -44,13 +43,9 @@ struct Crm {
 /// Connects to RabbitMQ, declares the topology, starts the status consumer; returns the routes.
 pub(crate) async fn start(stop: Stop) -> Built {
     let topology = Topology::from_env();
-    let connection = Connection::connect(&amqp_addr(), ConnectionProperties::default()).await?;
-    let channel = connection.create_channel().await?;
-    declare_topology(&channel, &topology).await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    let publisher = TracedChannel::new(channel);
+    let publisher = Publisher::connect(crate::amqp::connector("crm-publisher")).await?;
+    declare_topology(publisher.channel().get_ref(), &topology).await?;
+    let closing = publisher.clone();
 
     let (statuses, _) = watch::channel(0);
     let crm = Arc::new(Crm {
@@ -62,8 +57,8 @@ pub(crate) async fn start(stop: Stop) -> Built {
 
     // The depth of every queue of the pipeline, sampled every 5 s on a connection of its own
     // (it lives as long as the service's runtime).
-    let watcher = Connection::connect(&amqp_addr(), ConnectionProperties::default()).await?;
-    orderscope::amqp::QueueWatcher::new(Arc::new(watcher), topology.queues())
+    let watcher = crate::amqp::connector("crm-queue-watcher");
+    orderscope::amqp::QueueWatcher::reconnecting(watcher, topology.queues())
         .spawn(std::time::Duration::from_secs(5));
 
     // Status updates from MES, on a connection of their own that comes back when the broker
@@ -89,7 +84,7 @@ pub(crate) async fn start(stop: Stop) -> Built {
         if let Err(e) = result {
             tracing::error!(error = %e, "the status consumer stopped");
         }
-        let _ = connection.close(200, "bye".into()).await;
+        closing.close().await;
     });
 
     let router = Router::new()
@@ -195,8 +190,8 @@ async fn accept_order(crm: Arc<Crm>, message: OrderMessage) -> Response {
     let published = crm
         .publisher
         .publish(
-            crm.topology.exchange().into(),
-            ORDER_CREATED.into(),
+            &crm.topology.exchange(),
+            ORDER_CREATED,
             BasicPublishOptions {
                 mandatory: true,
                 ..Default::default()

@@ -9,20 +9,18 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::BasicProperties;
+use lapin::options::BasicPublishOptions;
 use orderscope::OrderContext;
-use orderscope::amqp::{
-    Consume, Message, PublishError, RetryPolicy, RunOptions, TracedChannel, run_reconnecting,
-};
+use orderscope::amqp::{Consume, Message, PublishError, RetryPolicy, RunOptions, run_reconnecting};
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
-use crate::amqp::declare_topology;
+use crate::amqp::{Publisher, declare_topology};
 use crate::model::{
     CATALOGUE, MAX_QTY, ORDER_STATUS, OrderMessage, RETIRED_STATUS_KEY, SKU_PANIC, SKU_UNROUTABLE,
-    StatusMessage, Topology, amqp_addr, parse_rfc3339, rfc3339, stage,
+    StatusMessage, Topology, parse_rfc3339, rfc3339, stage,
 };
 use crate::service::{Built, Stop, json, json_error, query_pairs, wait_for_count};
 
@@ -46,7 +44,8 @@ pub(crate) struct MesOrder {
 }
 
 struct Mes {
-    publisher: TracedChannel,
+    /// `order.status` to the CRM, on a connection that comes back when the broker closes it.
+    publisher: Publisher,
     topology: Topology,
     orders: Mutex<Vec<MesOrder>>,
     /// Orders that reached an end in MES (scheduled or rejected and reported, or dead-lettered).
@@ -56,15 +55,12 @@ struct Mes {
 /// Connects to RabbitMQ, starts the order and dead-letter consumers; returns the routes.
 pub(crate) async fn start(stop: Stop) -> Built {
     let topology = Topology::from_env();
-    let connection = Connection::connect(&amqp_addr(), ConnectionProperties::default()).await?;
-    let channel = connection.create_channel().await?;
-    declare_topology(&channel, &topology).await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
+    let publisher = Publisher::connect(crate::amqp::connector("mes-publisher")).await?;
+    declare_topology(publisher.channel().get_ref(), &topology).await?;
+    let closing = publisher.clone();
     let (finished, _) = watch::channel(0);
     let mes = Arc::new(Mes {
-        publisher: TracedChannel::new(channel),
+        publisher,
         topology: topology.clone(),
         orders: Mutex::new(Vec::new()),
         finished,
@@ -78,7 +74,7 @@ pub(crate) async fn start(stop: Stop) -> Built {
     let retries = crate::amqp::mes_retries(&topology);
     let m = Arc::clone(&mes);
     let options = RunOptions::new()
-        .retries(retries, mes.publisher.clone())
+        .retries(retries, mes.publisher.channel())
         // Orders from publishers without baggage: the id is in the body.
         .order_from(|message| {
             let order: OrderMessage = serde_json::from_slice(message.data()).ok()?;
@@ -111,7 +107,7 @@ pub(crate) async fn start(stop: Stop) -> Built {
         if let Err(e) = run_reconnecting(connector, consume, handler, options).await {
             tracing::error!(error = %e, "the dead-letter consumer stopped");
         }
-        let _ = connection.close(200, "bye".into()).await;
+        closing.close().await;
     });
 
     let router = Router::new()
@@ -257,8 +253,8 @@ impl Mes {
         let published = self
             .publisher
             .publish(
-                self.topology.exchange().into(),
-                routing_key.into(),
+                &self.topology.exchange(),
+                routing_key,
                 BasicPublishOptions {
                     mandatory: true,
                     ..Default::default()

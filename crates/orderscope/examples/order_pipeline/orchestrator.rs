@@ -47,10 +47,11 @@ pub(crate) struct Options {
     pub(crate) delete_topology: bool,
     /// Use the embedded OTLP receiver even when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (tests).
     pub(crate) embedded_receiver: bool,
-    /// Once the orders are placed, have the broker close the services' consumer connections (those
-    /// named with `amqp_prefix`, through `rabbitmqctl close_connection`), as a broker restart would:
-    /// the consumers reconnect and every order still finishes (tests).
-    pub(crate) close_consumer_connections: bool,
+    /// Halfway through placing the orders, have the broker close every connection of the CRM and
+    /// MES (consumers, publishers, queue watcher: those named with `amqp_prefix`, through
+    /// `rabbitmqctl close_connection`), as a broker restart would: they reconnect and every order
+    /// still finishes (tests).
+    pub(crate) close_connections_midway: bool,
 }
 
 /// The shop's port in `serve` mode unless `--port-base` says otherwise: shop 8080, api 8081,
@@ -195,6 +196,19 @@ pub(crate) struct Outcome {
     pub(crate) elapsed: Duration,
     /// Whether every service exited cleanly (code 0).
     pub(crate) clean_exit: bool,
+    /// The broker's closing of the services' connections halfway through, when asked for.
+    pub(crate) broker_close: Option<BrokerClose>,
+}
+
+/// What the broker closed halfway through the script, and where the pipeline stood then.
+#[derive(Clone, Debug)]
+pub(crate) struct BrokerClose {
+    /// The names of the connections closed, sorted.
+    pub(crate) closed: Vec<String>,
+    /// Orders placed before the close (the others were placed after it).
+    pub(crate) placed_before: usize,
+    /// Orders MES had finished when the close began (read before it).
+    pub(crate) finished_before: usize,
 }
 
 struct Service {
@@ -546,32 +560,17 @@ pub(crate) async fn run(launch: &Launch, options: &Options) -> Result<Outcome, P
 
     let driver = Driver::new();
     let begin = std::time::Instant::now();
-    let result = drive(&driver, &url).await;
-    let (placed, probes) = match result {
+    let close_prefix = options
+        .close_connections_midway
+        .then_some(options.amqp_prefix.as_str());
+    let result = drive(&driver, &url, close_prefix).await;
+    let (placed, probes, broker_close) = match result {
         Ok(r) => r,
         Err(e) => {
             stop_all(&mut services).await;
             return Err(PipelineError::Other(e));
         }
     };
-
-    if options.close_consumer_connections {
-        match crate::amqp::close_connections_named(&options.amqp_prefix).await {
-            Ok(closed) if closed > 0 => {
-                eprintln!("closed {closed} consumer connections mid-run");
-            }
-            Ok(_) => {
-                stop_all(&mut services).await;
-                return Err(PipelineError::Other(
-                    "no consumer connection to close mid-run".to_owned(),
-                ));
-            }
-            Err(e) => {
-                stop_all(&mut services).await;
-                return Err(PipelineError::Other(e));
-            }
-        }
-    }
 
     // Wait for the pipeline to settle: MES finished every order, the CRM heard back about those
     // whose status can reach it. The services answer when it happened (no polling).
@@ -610,41 +609,40 @@ pub(crate) async fn run(launch: &Launch, options: &Options) -> Result<Outcome, P
         }
     }
 
-    // What the services know about each order.
-    let mut orders = Vec::new();
-    for (scripted, placed_status) in SCRIPT.iter().zip(placed) {
-        let crm_status = match driver
-            .get(&format!("{}/orders/{}", url(Role::Crm), scripted.id))
-            .await
-        {
-            Ok((200, body)) => serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["status"].as_str().map(str::to_owned)),
-            _ => None,
-        };
-        let mes = match driver
-            .get(&format!(
-                "{}/dashboard/orders/{}",
-                url(Role::Mes),
-                scripted.id
-            ))
-            .await
-        {
-            Ok((200, body)) => serde_json::from_slice::<MesView>(&body).ok(),
-            _ => None,
-        };
-        orders.push(OrderResult {
-            scripted: *scripted,
-            placed_status,
-            crm_status,
-            mes,
+    // What the services know about each order. MES and the CRM count what they handled, and a
+    // delivery in flight when the broker closed a connection is handled twice (at least once): so
+    // wait, too, until every order has reached its end in both.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let orders = loop {
+        let orders = collect_orders(&driver, &url, &placed).await;
+        let ended = orders.iter().all(|o| {
+            o.observed().is_some()
+                && (!o.scripted.expect.confirmed_to_crm()
+                    || o.crm_status.as_deref().is_some_and(|s| s != "accepted"))
         });
-    }
+        if ended || std::time::Instant::now() > deadline {
+            break orders;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let mut metrics = BTreeMap::new();
     let mut in_flight = BTreeMap::new();
     for service in &services {
-        if let Ok((200, body)) = driver.get(&format!("{}/metrics", url(service.role))).await {
-            metrics.insert(service.role, String::from_utf8_lossy(&body).into_owned());
+        // A handler records the end of an order before the runner settles its delivery: give the
+        // settle (up to 10 s) to land before taking the metrics.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let Ok((200, body)) = driver.get(&format!("{}/metrics", url(service.role))).await
+            else {
+                break;
+            };
+            let text = String::from_utf8_lossy(&body).into_owned();
+            let settled = unsettled(&text) == 0.0;
+            metrics.insert(service.role, text);
+            if settled || std::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         if let Ok((200, body)) = driver
             .get(&format!("{}/debug/orders.json", url(service.role)))
@@ -686,6 +684,7 @@ pub(crate) async fn run(launch: &Launch, options: &Options) -> Result<Outcome, P
         .unwrap_or_default();
     let logs = std::mem::take(&mut *lock(&logs));
     Ok(Outcome {
+        broker_close,
         orders,
         probes,
         settled: mes_done && crm_done,
@@ -700,13 +699,97 @@ pub(crate) async fn run(launch: &Launch, options: &Options) -> Result<Outcome, P
     })
 }
 
-/// Places the scripted orders, then a few requests that fail on purpose.
+/// What the CRM and MES know about each scripted order now.
+async fn collect_orders(
+    driver: &Driver,
+    url: &dyn Fn(Role) -> String,
+    placed: &[u16],
+) -> Vec<OrderResult> {
+    let mut orders = Vec::new();
+    for (scripted, placed_status) in SCRIPT.iter().zip(placed.iter().copied()) {
+        let crm_status = match driver
+            .get(&format!("{}/orders/{}", url(Role::Crm), scripted.id))
+            .await
+        {
+            Ok((200, body)) => serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["status"].as_str().map(str::to_owned)),
+            _ => None,
+        };
+        let mes = match driver
+            .get(&format!(
+                "{}/dashboard/orders/{}",
+                url(Role::Mes),
+                scripted.id
+            ))
+            .await
+        {
+            Ok((200, body)) => serde_json::from_slice::<MesView>(&body).ok(),
+            _ => None,
+        };
+        orders.push(OrderResult {
+            scripted: *scripted,
+            placed_status,
+            crm_status,
+            mes,
+        });
+    }
+    orders
+}
+
+/// The sum of `messaging_unsettled_messages` in a Prometheus text exposition.
+fn unsettled(text: &str) -> f64 {
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix("messaging_unsettled_messages")
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Places the scripted orders, then makes the probe requests. With `close_prefix`, has the broker
+/// close the services' connections once the first half of the orders has ended, before the second
+/// half is placed (see [`close_midway`]).
 async fn drive(
     driver: &Driver,
     url: &dyn Fn(Role) -> String,
-) -> Result<(Vec<u16>, Vec<Probe>), String> {
+    close_prefix: Option<&str>,
+) -> Result<(Vec<u16>, Vec<Probe>, Option<BrokerClose>), String> {
     let mut placed = Vec::new();
-    for order in SCRIPT {
+    let mut broker_close = None;
+    let close_at = close_prefix.map(|_| SCRIPT.len() / 2);
+    for (i, order) in SCRIPT.iter().enumerate() {
+        if close_at == Some(i)
+            && let Some(prefix) = close_prefix
+        {
+            // The orders so far have ended in MES and the CRM, so no handler holds a delivery
+            // when the connections close: nothing is handled twice, and the counts the test
+            // checks stay exact. The rest are placed after the close.
+            let confirmed = SCRIPT[..i]
+                .iter()
+                .filter(|o| o.expect.confirmed_to_crm())
+                .count();
+            for (role, key, n) in [
+                (Role::Mes, "finished", i),
+                (Role::Crm, "statuses", confirmed),
+            ] {
+                let (status, body) = driver
+                    .get(&format!(
+                        "{}/internal/wait?{key}={n}&timeout_ms=30000",
+                        url(role)
+                    ))
+                    .await?;
+                if status != 200 {
+                    return Err(format!(
+                        "{} did not reach {key}={n} before the broker close: {}",
+                        role.name(),
+                        String::from_utf8_lossy(&body)
+                    ));
+                }
+            }
+            broker_close = Some(close_midway(driver, url, prefix, i).await?);
+        }
         let now = SystemTime::now();
         let body = PlaceOrder {
             order_id: Some(order.id.to_owned()),
@@ -750,7 +833,56 @@ async fn drive(
     probes.push(Probe::new("POST /api/v1/order (mistyped)", answer));
     let answer = driver.get(&format!("{}/orders", url(Role::Shop))).await?;
     probes.push(Probe::new("GET /orders on the shop", answer));
-    Ok((placed, probes))
+    Ok((placed, probes, broker_close))
+}
+
+/// Has the broker close every connection of the CRM and MES before MES has finished: the orders
+/// placed after it cannot have been finished before it. Waits (up to 10 s) until every
+/// connection in [`CONNECTION_ROLES`](crate::amqp::CONNECTION_ROLES) is open, reads how many
+/// orders MES has finished, closes them all, and fails unless each was closed.
+async fn close_midway(
+    driver: &Driver,
+    url: &dyn Fn(Role) -> String,
+    prefix: &str,
+    placed_before: usize,
+) -> Result<BrokerClose, String> {
+    let mut expected: Vec<String> = crate::amqp::CONNECTION_ROLES
+        .iter()
+        .map(|role| format!("{prefix}{role}"))
+        .collect();
+    expected.sort();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let open = crate::amqp::connections_named(prefix).await?;
+        if expected.iter().all(|e| open.iter().any(|(_, n)| n == e)) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "not every service connection is open to be closed: expected {expected:?}, open {open:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, body) = driver
+        .get(&format!(
+            "{}/internal/wait?finished=0&timeout_ms=0",
+            url(Role::Mes)
+        ))
+        .await?;
+    let finished_before = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["finished"].as_u64())
+        .ok_or("MES did not say how many orders it finished")? as usize;
+    let closed = crate::amqp::close_connections_named(prefix).await?;
+    if let Some(missing) = expected.iter().find(|e| !closed.contains(e)) {
+        return Err(format!("connection {missing} was not closed: {closed:?}"));
+    }
+    Ok(BrokerClose {
+        closed,
+        placed_before,
+        finished_before,
+    })
 }
 
 /// Closes every service's stdin (they shut down and flush), waits for them; kills what hangs.

@@ -34,6 +34,16 @@ pub(crate) fn render(outcome: &Outcome) -> String {
             "  WARNING: the pipeline did not settle in time; some orders are still open"
         );
     }
+    if let Some(close) = &outcome.broker_close {
+        let _ = writeln!(
+            out,
+            "  the broker closed {} service connections with {} orders placed and {} finished: {}",
+            close.closed.len(),
+            close.placed_before,
+            close.finished_before,
+            close.closed.join(", ")
+        );
+    }
 
     let samples: BTreeMap<Role, Vec<Sample>> = outcome
         .metrics
