@@ -64,6 +64,8 @@ const HAPPENED: &[&str] = &[
     // Queue depth and consumers of the queues the CRM watches.
     "orderscope_queue_messages",
     "orderscope_queue_consumers",
+    // The prefetch of the demo's consumers, the denominator of consumer saturation.
+    "orderscope_consumer_prefetch",
     // Stages, overdue orders, in-flight orders and the stuck one.
     "order_",
     // USE: process and runtime.
