@@ -27,7 +27,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
 use orderscope_amqp::{Message, RetryPolicy, RunOptions, TracedChannel, TracedConsumer, run};
 use orderscope_context::{OrderContext, WithOrder};
 use orderscope_testing::OrderSpanProcessor;
@@ -96,8 +96,11 @@ async fn confirm_channel(conn: &Connection) -> Channel {
 
 fn tracer() -> (SdkTracerProvider, BoxedTracer) {
     let provider = SdkTracerProvider::builder()
-        .with_span_processor(OrderSpanProcessor::new())
-        .with_batch_exporter(Discard)
+        // As `orderscope::init` builds it: one processor, the order fields wrapped around the
+        // batch exporter (two processors would make the SDK clone every finished span).
+        .with_span_processor(OrderSpanProcessor::wrap(
+            BatchSpanProcessor::builder(Discard).build(),
+        ))
         .build();
     let tracer = BoxedTracer::new(Box::new(provider.tracer("orderscope-amqp")));
     (provider, tracer)
