@@ -260,8 +260,10 @@ pub const EXPORT_FAILURES: &str = "orderscope_export_failures_total";
 
 /// `db_client_operation_duration_seconds` (semconv `db.client.operation.duration`).
 pub const DB_CLIENT_OPERATION_DURATION: &str = "db_client_operation_duration_seconds";
-/// `db_client_connection_count` (semconv `db.client.connection.count`).
-pub const DB_CLIENT_CONNECTION_COUNT: &str = "db_client_connection_count";
+/// `db_client_connections_usage` (semconv `db.client.connection.count`, under the name of its
+/// predecessor `db.client.connections.usage`: Prometheus reserves the `_count` suffix for
+/// histograms and summaries, and `promtool check metrics` rejects a gauge that ends with it).
+pub const DB_CLIENT_CONNECTION_COUNT: &str = "db_client_connections_usage";
 /// `db_client_connection_max` (semconv `db.client.connection.max`).
 pub const DB_CLIENT_CONNECTION_MAX: &str = "db_client_connection_max";
 /// `db_client_connection_pending_requests` (semconv `db.client.connection.pending_requests`).

@@ -183,7 +183,7 @@ const EXPECTED: &[(&str, MetricKind, &[&str])] = &[
         ],
     ),
     (
-        "db_client_connection_count",
+        "db_client_connections_usage",
         MetricKind::Gauge,
         &[
             "db_client_connection_pool_name",

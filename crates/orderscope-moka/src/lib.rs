@@ -55,7 +55,7 @@ use std::hash::Hash;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use metrics::Label;
+use metrics::{Counter, Key, Label};
 use moka::future::{Cache, CacheBuilder};
 use moka::notification::RemovalCause;
 use opentelemetry::global::BoxedTracer;
@@ -64,7 +64,7 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, InstrumentationScope, KeyValue};
 use orderscope_metrics::catalogue::{defs, labels as l};
-use orderscope_metrics::{CounterCache, GaugeCache, HistogramCache, SeriesLimit};
+use orderscope_metrics::{CounterCache, GaugeCache, HistogramCache, KeyedHandle, SeriesLimit};
 
 /// The name of a cache, declared in code: `const ORDERS: CacheName = CacheName::new("orders");`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -84,8 +84,6 @@ impl CacheName {
 
 const LIMIT: SeriesLimit = SeriesLimit::new(256);
 
-static REQUESTS: CounterCache<(&'static str, bool)> =
-    CounterCache::for_def(&defs::CACHE_REQUESTS, LIMIT);
 static EVICTIONS: CounterCache<(&'static str, &'static str)> =
     CounterCache::for_def(&defs::CACHE_EVICTIONS, LIMIT);
 static ENTRIES: GaugeCache<&'static str> = GaugeCache::for_def(&defs::CACHE_ENTRIES, LIMIT);
@@ -123,6 +121,32 @@ pub struct InstrumentedCache<K, V> {
     cache: Cache<K, V>,
     name: &'static str,
     span_name: Arc<str>,
+    requests: Arc<Requests>,
+}
+
+/// The cache's two `cache_requests_total` series, bound once: a lookup costs one counter
+/// increment, no label lookup.
+struct Requests {
+    hit: KeyedHandle<Counter>,
+    miss: KeyedHandle<Counter>,
+}
+
+impl Requests {
+    fn new(name: &'static str) -> Self {
+        let key = |result: &'static str| {
+            Key::from_parts(
+                defs::CACHE_REQUESTS.name,
+                vec![
+                    name_label(name),
+                    Label::from_static_parts(l::RESULT, result),
+                ],
+            )
+        };
+        Requests {
+            hit: KeyedHandle::new(key("hit")),
+            miss: KeyedHandle::new(key("miss")),
+        }
+    }
 }
 
 impl<K, V> Clone for InstrumentedCache<K, V> {
@@ -131,6 +155,7 @@ impl<K, V> Clone for InstrumentedCache<K, V> {
             cache: self.cache.clone(),
             name: self.name,
             span_name: self.span_name.clone(),
+            requests: self.requests.clone(),
         }
     }
 }
@@ -167,6 +192,7 @@ where
             cache,
             name,
             span_name: Arc::from(format!("cache.load {name}")),
+            requests: Arc::new(Requests::new(name)),
         }
     }
 
@@ -180,13 +206,13 @@ where
         &self.cache
     }
 
+    #[inline]
     fn count(&self, hit: bool) {
-        REQUESTS.increment(&(self.name, hit), 1, |(name, hit)| {
-            vec![
-                name_label(name),
-                Label::from_static_parts(l::RESULT, if *hit { "hit" } else { "miss" }),
-            ]
-        });
+        if hit {
+            self.requests.hit.increment(1);
+        } else {
+            self.requests.miss.increment(1);
+        }
     }
 
     fn record_entries(&self) {

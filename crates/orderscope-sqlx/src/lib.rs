@@ -32,9 +32,10 @@
 //!   pair and minute when the request ends: `N+1: 50× SELECT order_lines in GET
 //!   /dashboard/orders`.
 //!
-//! Per pool (`db_client_connection_*{db_client_connection_pool_name}`): `count` by
-//! `db_client_connection_state` (`idle`, `used`), `max`, `pending_requests`,
-//! `wait_time_seconds` and `timeouts_total`.
+//! Per pool (label `db_client_connection_pool_name`): `db_client_connections_usage` by
+//! `db_client_connection_state` (`idle`, `used`; semconv `db.client.connection.count`, whose
+//! `_count` suffix Prometheus reserves for histograms), and `db_client_connection_max`,
+//! `_pending_requests`, `_wait_time_seconds` and `_timeouts_total`.
 //!
 //! [`analyze`] is the summariser and sanitiser; each distinct text is analysed once and kept
 //! in a bounded, lock-free cache (a seen text costs a hash and a comparison).

@@ -124,6 +124,11 @@ impl InstrumentedPoolBuilder {
         ));
         let pool = InstrumentedPool { pool, shared };
         pool.record_connections();
+        // The timeouts series exists from the start at 0, so that `rate` and `increase` see the
+        // first timeout (a counter that appears at 1 has no increase to show).
+        TIMEOUTS.increment(&pool.shared.pool_id, 0, |_| {
+            pool_labels(&pool.shared.pool_name)
+        });
         pool
     }
 }

@@ -3,6 +3,29 @@
 use orderscope_sqlx::{MAX_SUMMARY_LEN, MAX_TEXT_LEN, analyze};
 use proptest::prelude::*;
 
+/// Found by fuzzing (`fuzz/fuzz_targets/sql_analysis.rs`): a literal that reads like the query's
+/// own keywords is replaced whole, and the text around it kept.
+#[test]
+fn literals_that_read_like_keywords_are_replaced_whole() {
+    for literal in [
+        "WHERE",
+        "SELECT",
+        "' OR ''1''=''1",
+        "FROM t",
+        "$1",
+        "--",
+        "/*",
+    ] {
+        let literal = literal.replace('\'', "''");
+        let sql = format!("SELECT * FROM t WHERE a = '{literal}'");
+        assert_eq!(
+            analyze(&sql).sanitized(),
+            "SELECT * FROM t WHERE a = ?",
+            "{sql}"
+        );
+    }
+}
+
 #[test]
 fn hostile_vectors_neither_panic_nor_leak() {
     let deep = "(".repeat(100_000);

@@ -316,7 +316,7 @@ async fn pool_exhaustion_counts_timeouts_and_waits() {
         ("db_client_connection_state", "used"),
     ];
     assert_eq!(
-        snapshot.gauge("db_client_connection_count", &used),
+        snapshot.gauge("db_client_connections_usage", &used),
         Some(1.0)
     );
     let span = spans_named("SELECT")

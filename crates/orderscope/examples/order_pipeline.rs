@@ -8,8 +8,9 @@
 //! cargo run --example order_pipeline -- --log-dir logs       # JSON logs to logs/<service>.jsonl
 //! ```
 //!
-//! Needs a RabbitMQ broker (`AMQP_ADDR`, default `amqp://guest:guest@127.0.0.1:5672/%2f`);
-//! `scripts/demo` starts one. Traces go to an OTLP receiver the demo runs itself, or to the
+//! Needs a RabbitMQ broker (`AMQP_ADDR`, default `amqp://guest:guest@127.0.0.1:5672/%2f`) and
+//! PostgreSQL (`DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`, where MES
+//! recreates its schema `mes_demo` and loads 200,000 past orders); `scripts/demo` starts both. Traces go to an OTLP receiver the demo runs itself, or to the
 //! collector in `OTEL_EXPORTER_OTLP_ENDPOINT` when that is set.
 //!
 //! The binary re-executes itself once per service (with `ORDERSCOPE_PIPELINE_ROLE` set), so each
@@ -35,6 +36,8 @@ mod crm;
 mod front;
 #[path = "order_pipeline/mes.rs"]
 mod mes;
+#[path = "order_pipeline/mes_db.rs"]
+mod mes_db;
 #[path = "order_pipeline/model.rs"]
 mod model;
 #[path = "order_pipeline/orchestrator.rs"]
@@ -59,6 +62,7 @@ const USAGE: &str = "usage: order_pipeline [serve] [--port-base N] [--log-dir DI
   --log-dir DIR   write each service's JSON log lines to DIR/<service>.jsonl
 
 Environment: AMQP_ADDR (default amqp://guest:guest@127.0.0.1:5672/%2f),
+DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test),
 OTEL_EXPORTER_OTLP_ENDPOINT (default: an OTLP receiver the demo runs itself).";
 
 fn main() -> ExitCode {
@@ -136,6 +140,12 @@ fn main() -> ExitCode {
                 "error: RabbitMQ is not reachable at {addr} ({error}). Start one with `scripts/demo` (it starts a local broker), `docker run -d -p 5672:5672 rabbitmq:4`, or `sudo rabbitmq-server -detached`, or point AMQP_ADDR at yours."
             );
             ExitCode::from(3)
+        }
+        Err(PipelineError::NoDatabase { url, error }) => {
+            eprintln!(
+                "error: PostgreSQL is not reachable at {url} ({error}). Start one with `scripts/demo` (it starts a local server), `docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres:17`, or point DATABASE_URL at yours."
+            );
+            ExitCode::from(4)
         }
         Err(e) => {
             eprintln!("error: {e}");

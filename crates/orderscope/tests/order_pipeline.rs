@@ -15,6 +15,11 @@
 //! - the MES dashboard filters (status, channel, overdue, id) and pages;
 //! - `/metrics` of each service passes `promtool check metrics` (when promtool is installed);
 //! - the JSON log lines of all services for one order share its `trace_id` and `order.id`;
+//! - MES on PostgreSQL: the history is loaded; the dashboard as first written leaves database
+//!   spans (`db.system.name=postgresql`) under its server spans, an N+1 finding on every request
+//!   (span event, `db_repeated_queries_total`, the WARN line) and slow-query lines; after the fix
+//!   none of these, the count comes from the cache (`cache_requests_total`), and its p95 is
+//!   lower;
 //! - all of this while the broker closes every connection of the CRM and MES (consumers,
 //!   publishers, queue watcher) halfway through placing the orders: MES cannot have finished then.
 
@@ -28,6 +33,8 @@ mod crm;
 mod front;
 #[path = "../examples/order_pipeline/mes.rs"]
 mod mes;
+#[path = "../examples/order_pipeline/mes_db.rs"]
+mod mes_db;
 #[path = "../examples/order_pipeline/model.rs"]
 mod model;
 #[path = "../examples/order_pipeline/orchestrator.rs"]
@@ -468,6 +475,9 @@ fn order_pipeline_end_to_end() {
         ));
     }
 
+    // ---- the dashboard on PostgreSQL, before and after its fix ----------------------------------------
+    check_database(&outcome, &mut problems);
+
     // ---- /metrics passes promtool ------------------------------------------------------------------
     assert_eq!(outcome.metrics.len(), 4, "/metrics of every service");
     for (role, text) in &outcome.metrics {
@@ -539,6 +549,172 @@ fn order_pipeline_end_to_end() {
         problems.join("\n"),
         summary::render(&outcome)
     );
+}
+
+/// What a user checks of the dashboard's two versions, from the telemetry.
+fn check_database(outcome: &Outcome, problems: &mut Vec<String>) {
+    let db = &outcome.database;
+    for e in &db.errors {
+        problems.push(format!("database: {e}"));
+    }
+    if db.prepared.orders != mes_db::HISTORY_ORDERS || db.prepared.lines < 2 * db.prepared.orders {
+        problems.push(format!(
+            "database: {} orders and {} lines loaded, expected {} orders with a few lines each",
+            db.prepared.orders,
+            db.prepared.lines,
+            mes_db::HISTORY_ORDERS
+        ));
+    }
+    let runs = orchestrator::DASHBOARD_RUNS;
+    let report = summary::database_report(outcome);
+    for (name, phase) in [("first", &report.first), ("fixed", &report.fixed)] {
+        if phase.latencies.len() != runs {
+            problems.push(format!(
+                "dashboard ({name}): {} server spans, expected {runs}",
+                phase.latencies.len()
+            ));
+        }
+        // Each request reads the page, and the first one of the fixed page the count.
+        if phase.db_spans < runs {
+            problems.push(format!(
+                "dashboard ({name}): {} postgresql spans under its server spans",
+                phase.db_spans
+            ));
+        }
+    }
+    let lines = "SELECT order_lines";
+    if report.first.repeated.get(lines).copied() != Some(runs) {
+        problems.push(format!(
+            "dashboard as first written: N+1 findings {:?}, expected {lines} on all {runs} requests",
+            report.first.repeated
+        ));
+    }
+    if !report.fixed.repeated.is_empty() {
+        problems.push(format!(
+            "dashboard after the fix: N+1 findings {:?}",
+            report.fixed.repeated
+        ));
+    }
+    if report.first.slow.is_empty() {
+        problems.push("dashboard as first written: no slow-query line".to_owned());
+    }
+    if !report.fixed.slow.is_empty() {
+        problems.push(format!(
+            "dashboard after the fix: slow-query lines {:?}",
+            report.fixed.slow
+        ));
+    }
+    if report.fixed.cache_loads != 1 {
+        problems.push(format!(
+            "dashboard after the fix: {} cache.load spans, expected 1 (one filter)",
+            report.fixed.cache_loads
+        ));
+    }
+    match (report.first.quantile(0.95), report.fixed.quantile(0.95)) {
+        (Some(before), Some(after)) if after < before => {}
+        other => problems.push(format!("dashboard p95 (before, after): {other:?}")),
+    }
+
+    let mes_metrics = outcome.metrics.get(&Role::Mes).expect("mes /metrics");
+    let cache = |result| {
+        sample_sum(
+            mes_metrics,
+            "cache_requests_total",
+            &[("cache_name", "dashboard_order_count"), ("result", result)],
+        )
+    };
+    if cache("miss") < 1.0 || cache("hit") < (runs - 1) as f64 {
+        problems.push(format!(
+            "mes: cache_requests_total hit {} miss {}, expected {} hits and a miss",
+            cache("hit"),
+            cache("miss"),
+            runs - 1
+        ));
+    }
+    let repeated = sample_sum(
+        mes_metrics,
+        "db_repeated_queries_total",
+        &[
+            ("operation", "GET /dashboard/orders"),
+            ("db_query_summary", lines),
+        ],
+    );
+    if repeated != runs as f64 {
+        problems.push(format!(
+            "mes: db_repeated_queries_total for {lines} = {repeated}, expected {runs}"
+        ));
+    }
+    for name in [
+        "db_client_operation_duration_seconds_count",
+        "db_client_connection_max",
+        "db_client_connection_wait_time_seconds_count",
+    ] {
+        if sample_sum(mes_metrics, name, &[]) <= 0.0 {
+            problems.push(format!("mes: no {name}"));
+        }
+    }
+    // Every series the database dashboard queries is in MES's /metrics (evictions aside: the
+    // counts' cache evicts nothing within a run).
+    let dashboard = include_str!("../../../dashboards/database.json");
+    let names: BTreeSet<&str> = dashboard
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("db_") || w.starts_with("cache_"))
+        .filter(|w| !w.ends_with("_name") && !w.ends_with("_state") && !w.ends_with("_summary"))
+        .collect();
+    let exposed = parse_prometheus(mes_metrics).expect("mes /metrics parses");
+    for name in names {
+        let histogram = format!("{name}_count");
+        let found = exposed
+            .iter()
+            .any(|s| s.name == name || s.name == histogram);
+        if name != "cache_evictions_total" && !found {
+            problems.push(format!(
+                "dashboards/database.json queries {name}, which MES does not expose"
+            ));
+        }
+    }
+    let warned = outcome.logs.get(&Role::Mes).is_some_and(|lines| {
+        lines.iter().any(|l| {
+            l.contains("N+1: ") && l.contains("SELECT order_lines in GET /dashboard/orders")
+        })
+    });
+    if !warned {
+        problems.push("mes: no N+1 WARN line for the dashboard".to_owned());
+    }
+    let rendered = summary::render(outcome);
+    for want in [
+        "Database (MES on PostgreSQL",
+        "N+1: SELECT order_lines",
+        "dashboard p95",
+    ] {
+        if !rendered.contains(want) {
+            problems.push(format!("the summary has no {want:?}"));
+        }
+    }
+}
+
+/// Without PostgreSQL the run stops before starting anything, with one clear error.
+#[test]
+fn no_database_is_one_clear_error() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let url = "postgres://postgres:secret@127.0.0.1:1/test";
+    match runtime.block_on(orchestrator::prepare_database(url, "mes_demo_unreachable")) {
+        Err(e @ orchestrator::PipelineError::NoDatabase { .. }) => {
+            let line = e.to_string();
+            assert!(
+                line.starts_with(
+                    "PostgreSQL is not reachable at postgres://postgres:***@127.0.0.1:1/test"
+                ),
+                "{line}"
+            );
+            assert!(!line.contains("secret") && !line.contains('\n'), "{line}");
+        }
+        Err(e) => panic!("expected NoDatabase, got {e}"),
+        Ok(_) => panic!("a database answered on port 1"),
+    }
 }
 
 /// The exchange and queue prefix of this test process.

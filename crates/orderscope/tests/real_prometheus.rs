@@ -30,6 +30,8 @@ mod crm;
 mod front;
 #[path = "../examples/order_pipeline/mes.rs"]
 mod mes;
+#[path = "../examples/order_pipeline/mes_db.rs"]
+mod mes_db;
 #[path = "../examples/order_pipeline/model.rs"]
 mod model;
 #[path = "../examples/order_pipeline/orchestrator.rs"]
@@ -68,6 +70,10 @@ const HAPPENED: &[&str] = &[
     "orderscope_consumer_prefetch",
     // Stages, overdue orders, in-flight orders and the stuck one.
     "order_",
+    // MES on PostgreSQL: queries, the pool, slow queries, N+1 findings, the dashboard's cache.
+    "db_client_",
+    "db_repeated_queries_total",
+    "cache_",
     // USE: process and runtime.
     "process_",
     "tokio_",

@@ -19,6 +19,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::oneshot;
 
+use crate::mes_db::{self, Prepared};
 use crate::model::{
     ENV_AMQP_ADDR, ENV_AMQP_PREFIX, ENV_CRM_URL, ENV_PORT, ENV_ROLE, Expect, Item, PlaceOrder,
     READY_PREFIX, Role, SCRIPT, ScriptedOrder, Topology, amqp_addr, rfc3339,
@@ -73,6 +74,13 @@ pub(crate) enum PipelineError {
         /// What lapin said.
         error: String,
     },
+    /// PostgreSQL is not reachable.
+    NoDatabase {
+        /// The URL tried, password hidden.
+        url: String,
+        /// What sqlx said.
+        error: String,
+    },
     /// A service did not start.
     ServiceFailed {
         /// Which one.
@@ -89,6 +97,9 @@ impl std::fmt::Display for PipelineError {
         match self {
             PipelineError::NoBroker { addr, error } => {
                 write!(f, "RabbitMQ is not reachable at {addr} ({error})")
+            }
+            PipelineError::NoDatabase { url, error } => {
+                write!(f, "PostgreSQL is not reachable at {url} ({error})")
             }
             PipelineError::ServiceFailed { role, reason } => {
                 write!(f, "service {} failed: {reason}", role.name())
@@ -198,6 +209,8 @@ pub(crate) struct Outcome {
     pub(crate) clean_exit: bool,
     /// The broker's closing of the services' connections halfway through, when asked for.
     pub(crate) broker_close: Option<BrokerClose>,
+    /// MES's database and the dashboard measured before and after its fix.
+    pub(crate) database: DatabaseRun,
 }
 
 /// What the broker closed halfway through the script, and where the pipeline stood then.
@@ -209,6 +222,141 @@ pub(crate) struct BrokerClose {
     pub(crate) placed_before: usize,
     /// Orders MES had finished when the close began (read before it).
     pub(crate) finished_before: usize,
+}
+
+/// The dashboard's filter the operators use most: EDI orders shipped, 20 a page.
+pub(crate) const DASHBOARD_LOAD: &str = "status=shipped&channel=edi&per_page=20";
+
+/// Dashboard requests per version of the page.
+pub(crate) const DASHBOARD_RUNS: usize = 20;
+
+/// MES's database in one run.
+#[derive(Clone, Debug)]
+pub(crate) struct DatabaseRun {
+    /// The server, password hidden.
+    pub(crate) url: String,
+    /// The schema and the history loaded.
+    pub(crate) prepared: Prepared,
+    /// The dashboard as first written.
+    pub(crate) first: Phase,
+    /// The dashboard after the fix.
+    pub(crate) fixed: Phase,
+    /// How long the fix's migration (the index) took.
+    pub(crate) migration: Duration,
+    /// What went wrong while measuring.
+    pub(crate) errors: Vec<String>,
+}
+
+/// The dashboard requests of one version of the page: the spans that started in this window
+/// belong to it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Phase {
+    /// When the first request was sent, nanoseconds since the Unix epoch.
+    pub(crate) start_unix_nano: u64,
+    /// When the last answer came back.
+    pub(crate) end_unix_nano: u64,
+    /// Requests sent.
+    pub(crate) requests: usize,
+    /// Requests answered 200.
+    pub(crate) ok: usize,
+}
+
+impl Phase {
+    /// Whether a span that started at `unix_nano` belongs to this phase.
+    pub(crate) fn contains(&self, unix_nano: u64) -> bool {
+        (self.start_unix_nano..=self.end_unix_nano).contains(&unix_nano)
+    }
+}
+
+fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}
+
+/// Checks PostgreSQL, recreates MES's schema and loads its history.
+pub(crate) async fn prepare_database(
+    url: &str,
+    schema: &str,
+) -> Result<(sqlx::PgPool, Prepared), PipelineError> {
+    let no_database = |error: String| PipelineError::NoDatabase {
+        url: redact(url),
+        error,
+    };
+    let connect = mes_db::connect(url, schema, 2, Duration::from_secs(5));
+    let pool = match tokio::time::timeout(Duration::from_secs(6), connect).await {
+        Ok(Ok(pool)) => pool,
+        Ok(Err(e)) => return Err(no_database(e.to_string())),
+        Err(_) => return Err(no_database("no answer within 6 s".to_owned())),
+    };
+    let prepared = mes_db::prepare(&pool, schema)
+        .await
+        .map_err(|e| PipelineError::Other(format!("cannot prepare MES's database: {e}")))?;
+    Ok((pool, prepared))
+}
+
+/// [`DASHBOARD_RUNS`] requests of the dashboard, one at a time.
+async fn dashboard_phase(driver: &Driver, mes: &str, errors: &mut Vec<String>) -> Phase {
+    let mut phase = Phase {
+        start_unix_nano: unix_nanos(),
+        ..Phase::default()
+    };
+    for i in 0..DASHBOARD_RUNS {
+        let page = 1 + i % 5;
+        let target = format!("{mes}/dashboard/orders?{DASHBOARD_LOAD}&page={page}");
+        phase.requests += 1;
+        match driver.get(&target).await {
+            Ok((200, _)) => phase.ok += 1,
+            Ok((status, body)) => errors.push(format!(
+                "{target}: {status} {}",
+                String::from_utf8_lossy(&body)
+            )),
+            Err(e) => errors.push(e),
+        }
+    }
+    phase.end_unix_nano = unix_nanos();
+    phase
+}
+
+/// Requests the dashboard [`DASHBOARD_RUNS`] times as first written, applies the fix (the index's
+/// migration, then MES's fixed page), and requests it as many times again.
+async fn measure_dashboard(
+    driver: &Driver,
+    mes: &str,
+    pool: &sqlx::PgPool,
+    url: String,
+    prepared: Prepared,
+) -> DatabaseRun {
+    let mut errors = Vec::new();
+    let first = dashboard_phase(driver, mes, &mut errors).await;
+    let begin = std::time::Instant::now();
+    if let Err(e) = mes_db::migrate(pool, mes_db::DASHBOARD_INDEX).await {
+        errors.push(format!("the index's migration failed: {e}"));
+    }
+    let migration = begin.elapsed();
+    match driver
+        .request(
+            http::Method::POST,
+            &format!("{mes}/internal/dashboard?version=fixed"),
+            &[],
+            None,
+        )
+        .await
+    {
+        Ok((200, _)) => {}
+        Ok((status, _)) => errors.push(format!("switching the dashboard answered {status}")),
+        Err(e) => errors.push(e),
+    }
+    let fixed = dashboard_phase(driver, mes, &mut errors).await;
+    DatabaseRun {
+        url,
+        prepared,
+        first,
+        fixed,
+        migration,
+        errors,
+    }
 }
 
 struct Service {
@@ -486,6 +634,16 @@ pub(crate) async fn run(launch: &Launch, options: &Options) -> Result<Outcome, P
     let addr = amqp_addr();
     let topology = Topology::with_prefix(options.amqp_prefix.clone());
     prepare_broker(&addr, &topology).await?;
+    let db_url = mes_db::database_url();
+    let schema = mes_db::schema_for_prefix(&options.amqp_prefix);
+    let (pool, prepared) = prepare_database(&db_url, &schema).await?;
+    eprintln!(
+        "PostgreSQL at {}: {} past orders with {} lines loaded into {schema} in {:.1} s.",
+        redact(&db_url),
+        prepared.orders,
+        prepared.lines,
+        prepared.seed.as_secs_f64()
+    );
     eprintln!(
         "RabbitMQ at {}: ready. Starting shop, api, crm and mes…",
         redact(&addr)
@@ -506,6 +664,8 @@ pub(crate) async fn run(launch: &Launch, options: &Options) -> Result<Outcome, P
     let mut otlp_env = vec![
         // Export often, so `serve` shows spans in the collector within a second.
         ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "500".to_owned()),
+        // MES's schema.
+        (mes_db::ENV_SCHEMA.to_owned(), schema.clone()),
     ];
     if let Some(receiver) = &receiver {
         otlp_env.push((
@@ -609,6 +769,10 @@ pub(crate) async fn run(launch: &Launch, options: &Options) -> Result<Outcome, P
         }
     }
 
+    // The dashboard on the history, as first written and then fixed.
+    let database =
+        measure_dashboard(&driver, &url(Role::Mes), &pool, redact(&db_url), prepared).await;
+
     // What the services know about each order. MES and the CRM count what they handled, and a
     // delivery in flight when the broker closed a connection is handled twice (at least once): so
     // wait, too, until every order has reached its end in both.
@@ -677,7 +841,9 @@ pub(crate) async fn run(launch: &Launch, options: &Options) -> Result<Outcome, P
     let clean_exit = stop_all(&mut services).await;
     if options.delete_topology {
         delete_topology(&addr, &topology).await;
+        mes_db::drop_schema(&pool, &schema).await;
     }
+    pool.close().await;
     let spans = receiver
         .as_ref()
         .map(OtlpReceiver::spans)
@@ -696,6 +862,7 @@ pub(crate) async fn run(launch: &Launch, options: &Options) -> Result<Outcome, P
         amqp_addr: redact(&addr),
         elapsed,
         clean_exit,
+        database,
     })
 }
 

@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use orderscope_testing::{ReceivedSpan, Sample, Status, parse_prometheus};
+use orderscope_testing::{ReceivedSpan, Sample, SpanKind, Status, parse_prometheus};
 
 use crate::model::{Expect, Role};
-use crate::orchestrator::{OrderResult, Outcome};
+use crate::orchestrator::{OrderResult, Outcome, Phase};
 
 const BAR: usize = 36;
 
@@ -64,6 +64,7 @@ pub(crate) fn render(outcome: &Outcome) -> String {
     stages(&mut out, &samples);
     stuck(&mut out, outcome);
     orders(&mut out, outcome);
+    database(&mut out, outcome, &samples);
     waterfalls(&mut out, outcome);
     out
 }
@@ -617,4 +618,414 @@ pub(crate) fn print_serving(services: &[(Role, u16)], collector: Option<&str>) {
         "  curl -s '{}/dashboard/orders?overdue=true&per_page=5'",
         url(Role::Mes)
     );
+}
+
+// ---- the database: why the dashboard is slow, from the telemetry --------------------------------
+
+/// The route of the MES dashboard's page.
+pub(crate) const DASHBOARD_ROUTE: &str = "/dashboard/orders";
+
+/// The event orderscope-sqlx adds to the enclosing span when a query repeats (N+1).
+const REPEATED_QUERY_EVENT: &str = "orderscope.db.repeated_query";
+
+/// One query text within a route and a phase: how often it ran and how long it took in total.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct QueryStat {
+    /// `db.query.summary`.
+    pub(crate) summary: String,
+    /// `db.query.text` (parameterised).
+    pub(crate) text: String,
+    /// Calls.
+    pub(crate) calls: usize,
+    /// Their total duration, nanoseconds.
+    pub(crate) total_nanos: u64,
+    /// The slowest call, nanoseconds.
+    pub(crate) max_nanos: u64,
+}
+
+/// A `slow query` log line.
+#[derive(Clone, Debug)]
+pub(crate) struct SlowLine {
+    /// `summary`.
+    pub(crate) summary: String,
+    /// `duration_ms`.
+    pub(crate) duration_ms: f64,
+    /// `operation`: the route or queue.
+    pub(crate) operation: String,
+    /// `trace_id`.
+    pub(crate) trace_id: String,
+}
+
+/// What the telemetry of one phase of the dashboard shows.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PhaseReport {
+    /// Durations of the dashboard's server spans, nanoseconds, sorted.
+    pub(crate) latencies: Vec<u64>,
+    /// Database spans (`db.system.name=postgresql`) under those server spans.
+    pub(crate) db_spans: usize,
+    /// The route's queries, by total time, the longest first.
+    pub(crate) queries: Vec<QueryStat>,
+    /// N+1 findings on the server spans: summary → requests that had it, and the largest count
+    /// the event reported.
+    pub(crate) repeated: BTreeMap<String, usize>,
+    /// Slow-query lines of the phase's traces.
+    pub(crate) slow: Vec<SlowLine>,
+    /// `cache.load` spans under the server spans.
+    pub(crate) cache_loads: usize,
+}
+
+impl PhaseReport {
+    /// A quantile of the server spans' durations, nanoseconds (nearest rank).
+    pub(crate) fn quantile(&self, q: f64) -> Option<u64> {
+        if self.latencies.is_empty() {
+            return None;
+        }
+        let rank =
+            ((q * self.latencies.len() as f64).ceil() as usize).clamp(1, self.latencies.len());
+        Some(self.latencies[rank - 1])
+    }
+}
+
+/// The dashboard before and after the fix, and the other routes' queries.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DatabaseReport {
+    /// The page as first written.
+    pub(crate) first: PhaseReport,
+    /// The page after the fix.
+    pub(crate) fixed: PhaseReport,
+    /// Queries outside the two phases (the consumers, the other requests), by route or queue.
+    pub(crate) elsewhere: BTreeMap<String, Vec<QueryStat>>,
+    /// Slow-query lines outside the two phases.
+    pub(crate) slow_elsewhere: Vec<SlowLine>,
+}
+
+fn is_db(span: &ReceivedSpan) -> bool {
+    span.attr_str("db.system.name") == Some("postgresql")
+}
+
+/// The route or queue of the server or consumer span above `span`, and that span.
+fn operation_of<'a>(
+    span: &'a ReceivedSpan,
+    by_id: &BTreeMap<(&str, &str), &'a ReceivedSpan>,
+) -> Option<&'a ReceivedSpan> {
+    let mut current = span;
+    for _ in 0..64 {
+        if matches!(current.kind, SpanKind::Server | SpanKind::Consumer) {
+            return Some(current);
+        }
+        let parent = current.parent_span_id.as_deref()?;
+        current = by_id.get(&(current.trace_id.as_str(), parent))?;
+    }
+    None
+}
+
+fn operation_name(span: &ReceivedSpan) -> String {
+    if let Some(route) = span.attr_str("http.route") {
+        let method = span.attr_str("http.request.method").unwrap_or("");
+        return format!("{method} {route}").trim().to_owned();
+    }
+    span.name.clone()
+}
+
+fn add_query(stats: &mut Vec<QueryStat>, span: &ReceivedSpan) {
+    let text = span.attr_str("db.query.text").unwrap_or("").to_owned();
+    let summary = span.attr_str("db.query.summary").unwrap_or("").to_owned();
+    let nanos = span.duration_nanos();
+    match stats.iter_mut().find(|q| q.text == text) {
+        Some(q) => {
+            q.calls += 1;
+            q.total_nanos += nanos;
+            q.max_nanos = q.max_nanos.max(nanos);
+        }
+        None => stats.push(QueryStat {
+            summary,
+            text,
+            calls: 1,
+            total_nanos: nanos,
+            max_nanos: nanos,
+        }),
+    }
+}
+
+fn slow_lines(outcome: &Outcome) -> Vec<SlowLine> {
+    outcome
+        .logs
+        .get(&Role::Mes)
+        .into_iter()
+        .flatten()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| v["message"] == "slow query")
+        .map(|v| SlowLine {
+            summary: v["summary"].as_str().unwrap_or("").to_owned(),
+            duration_ms: v["duration_ms"].as_f64().unwrap_or_default(),
+            operation: v["operation"].as_str().unwrap_or("").to_owned(),
+            trace_id: v["trace_id"].as_str().unwrap_or("").to_owned(),
+        })
+        .collect()
+}
+
+/// Reads the dashboard's two phases from MES's spans and log lines alone.
+pub(crate) fn database_report(outcome: &Outcome) -> DatabaseReport {
+    let mes: Vec<&ReceivedSpan> = outcome
+        .spans
+        .iter()
+        .filter(|s| s.resource_str("service.name") == Some(Role::Mes.name()))
+        .collect();
+    let by_id: BTreeMap<(&str, &str), &ReceivedSpan> = mes
+        .iter()
+        .map(|s| ((s.trace_id.as_str(), s.span_id.as_str()), *s))
+        .collect();
+    let db = &outcome.database;
+    let phase_of = |server: &ReceivedSpan| -> Option<bool> {
+        let dashboard = server.kind == SpanKind::Server
+            && server.attr_str("http.route") == Some(DASHBOARD_ROUTE);
+        let within = |p: &Phase| p.contains(server.start_unix_nano);
+        match () {
+            _ if dashboard && within(&db.first) => Some(false),
+            _ if dashboard && within(&db.fixed) => Some(true),
+            _ => None,
+        }
+    };
+    let mut report = DatabaseReport::default();
+    let mut traces: [BTreeSet<&str>; 2] = Default::default();
+    for server in &mes {
+        let Some(fixed) = phase_of(server) else {
+            continue;
+        };
+        let phase = if fixed {
+            &mut report.fixed
+        } else {
+            &mut report.first
+        };
+        phase.latencies.push(server.duration_nanos());
+        traces[usize::from(fixed)].insert(server.trace_id.as_str());
+        for event in server
+            .events
+            .iter()
+            .filter(|e| e.name == REPEATED_QUERY_EVENT)
+        {
+            let summary = event.attr_str("db.query.summary").unwrap_or("?").to_owned();
+            *phase.repeated.entry(summary).or_default() += 1;
+        }
+    }
+    for span in &mes {
+        let Some(server) = operation_of(span, &by_id) else {
+            continue;
+        };
+        match phase_of(server) {
+            Some(fixed) => {
+                let phase = if fixed {
+                    &mut report.fixed
+                } else {
+                    &mut report.first
+                };
+                if is_db(span) {
+                    phase.db_spans += 1;
+                    add_query(&mut phase.queries, span);
+                } else if span.name.starts_with("cache.load") {
+                    phase.cache_loads += 1;
+                }
+            }
+            None if is_db(span) => {
+                add_query(
+                    report.elsewhere.entry(operation_name(server)).or_default(),
+                    span,
+                );
+            }
+            None => {}
+        }
+    }
+    for phase in [&mut report.first, &mut report.fixed] {
+        phase.latencies.sort_unstable();
+        phase
+            .queries
+            .sort_by_key(|q| std::cmp::Reverse(q.total_nanos));
+    }
+    for list in report.elsewhere.values_mut() {
+        list.sort_by_key(|q| std::cmp::Reverse(q.total_nanos));
+    }
+    for line in slow_lines(outcome) {
+        if traces[0].contains(line.trace_id.as_str()) {
+            report.first.slow.push(line);
+        } else if traces[1].contains(line.trace_id.as_str()) {
+            report.fixed.slow.push(line);
+        } else {
+            report.slow_elsewhere.push(line);
+        }
+    }
+    report
+}
+
+fn millis(nanos: Option<u64>) -> String {
+    match nanos {
+        Some(n) => format!("{:.1} ms", n as f64 / 1e6),
+        None => "-".to_owned(),
+    }
+}
+
+fn phase_section(out: &mut String, title: &str, phase: &PhaseReport, requests: usize) {
+    let _ = writeln!(
+        out,
+        "\n  {title}: {} requests traced (of {requests}), p50 {}, p95 {}; {} database spans under them",
+        phase.latencies.len(),
+        millis(phase.quantile(0.5)),
+        millis(phase.quantile(0.95)),
+        phase.db_spans,
+    );
+    let _ = writeln!(
+        out,
+        "    {:<34} {:>6} {:>10} {:>9}  query",
+        "summary", "calls", "total", "mean"
+    );
+    for q in phase.queries.iter().take(4) {
+        let _ = writeln!(
+            out,
+            "    {:<34} {:>6} {:>10} {:>9}  {}",
+            truncate(&q.summary, 34),
+            q.calls,
+            millis(Some(q.total_nanos)),
+            millis(Some(q.total_nanos / q.calls.max(1) as u64)),
+            truncate(&q.text, 90),
+        );
+    }
+    if phase.repeated.is_empty() {
+        let _ = writeln!(out, "    N+1: none");
+    }
+    for (summary, requests) in &phase.repeated {
+        let per_request = phase
+            .queries
+            .iter()
+            .filter(|q| q.summary == *summary)
+            .map(|q| q.calls)
+            .sum::<usize>()
+            / phase.latencies.len().max(1);
+        let _ = writeln!(
+            out,
+            "    N+1: {summary} about {per_request}× per request, flagged on {requests} of {} requests",
+            phase.latencies.len()
+        );
+    }
+    let _ = writeln!(out, "    slow-query lines: {}", phase.slow.len());
+    let mut by_summary: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
+    for line in &phase.slow {
+        let entry = by_summary.entry(line.summary.as_str()).or_default();
+        entry.0 += 1;
+        entry.1 = entry.1.max(line.duration_ms);
+    }
+    for (summary, (n, max)) in by_summary {
+        let _ = writeln!(out, "      {n}× {summary} (up to {max:.0} ms)");
+    }
+    if let Some(line) = phase.slow.first() {
+        let _ = writeln!(
+            out,
+            "      e.g. {} {:.0} ms in {} trace {}",
+            line.summary, line.duration_ms, line.operation, line.trace_id
+        );
+    }
+    if phase.cache_loads > 0 {
+        let _ = writeln!(out, "    cache.load spans: {}", phase.cache_loads);
+    }
+}
+
+fn database(out: &mut String, outcome: &Outcome, samples: &BTreeMap<Role, Vec<Sample>>) {
+    let db = &outcome.database;
+    let _ = writeln!(
+        out,
+        "\nDatabase (MES on PostgreSQL {}, schema {})",
+        db.url, db.prepared.schema
+    );
+    let _ = writeln!(
+        out,
+        "  history: {} orders with {} lines loaded in {:.1} s (generate_series, keys rebuilt after); the fix's migration took {:.1} s",
+        db.prepared.orders,
+        db.prepared.lines,
+        db.prepared.seed.as_secs_f64(),
+        db.migration.as_secs_f64(),
+    );
+    for e in &db.errors {
+        let _ = writeln!(out, "  ERROR: {e}");
+    }
+    if outcome.spans.is_empty() {
+        let _ = writeln!(
+            out,
+            "  spans went to an external collector: the dashboard's queries are there"
+        );
+        return;
+    }
+    let report = database_report(outcome);
+    phase_section(
+        out,
+        &format!("GET {DASHBOARD_ROUTE} as first written"),
+        &report.first,
+        db.first.requests,
+    );
+    phase_section(
+        out,
+        &format!("GET {DASHBOARD_ROUTE} after the fix"),
+        &report.fixed,
+        db.fixed.requests,
+    );
+    if let (Some(before), Some(after)) = (report.first.quantile(0.95), report.fixed.quantile(0.95))
+    {
+        let _ = writeln!(
+            out,
+            "\n  dashboard p95 {} → {} ({:.0}× faster), p50 {} → {}",
+            millis(Some(before)),
+            millis(Some(after)),
+            before as f64 / after.max(1) as f64,
+            millis(report.first.quantile(0.5)),
+            millis(report.fixed.quantile(0.5)),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n  other requests and messages (top query summaries by total time)"
+    );
+    for (operation, queries) in &report.elsewhere {
+        let mut by_summary: Vec<(&str, usize, u64)> = Vec::new();
+        for q in queries {
+            match by_summary.iter_mut().find(|(s, _, _)| *s == q.summary) {
+                Some(entry) => {
+                    entry.1 += q.calls;
+                    entry.2 += q.total_nanos;
+                }
+                None => by_summary.push((q.summary.as_str(), q.calls, q.total_nanos)),
+            }
+        }
+        by_summary.sort_by_key(|entry| std::cmp::Reverse(entry.2));
+        for (summary, calls, total) in by_summary.into_iter().take(3) {
+            let _ = writeln!(
+                out,
+                "    {:<28} {:<24} {:>5} calls {:>10}",
+                truncate(operation, 28),
+                truncate(summary, 24),
+                calls,
+                millis(Some(total)),
+            );
+        }
+    }
+    if !report.slow_elsewhere.is_empty() {
+        let _ = writeln!(
+            out,
+            "  slow-query lines elsewhere: {}",
+            report.slow_elsewhere.len()
+        );
+    }
+    if let Some(s) = samples.get(&Role::Mes) {
+        let hits = sum(s, "cache_requests_total", |x| label(x, "result") == "hit");
+        let misses = sum(s, "cache_requests_total", |x| label(x, "result") == "miss");
+        let repeated = sum(s, "db_repeated_queries_total", |_| true);
+        let timeouts = sum(s, "db_client_connection_timeouts_total", |_| true);
+        let wait = quantile(
+            s,
+            "db_client_connection_wait_time_seconds_bucket",
+            0.95,
+            |_| true,
+        );
+        let _ = writeln!(
+            out,
+            "  /metrics: cache hits {hits}, misses {misses}; db_repeated_queries_total {repeated}; pool wait p95 {}, timeouts {timeouts}",
+            ms(wait)
+        );
+    }
 }
