@@ -30,7 +30,7 @@ use crate::amqp::{Publisher, declare_topology};
 use crate::mes_db;
 use crate::model::{
     CATALOGUE, MAX_QTY, ORDER_STATUS, OrderMessage, RETIRED_STATUS_KEY, SKU_PANIC, SKU_UNROUTABLE,
-    StatusMessage, Topology, parse_rfc3339, rfc3339, stage,
+    StatusMessage, Topology, parse_rfc3339, stage,
 };
 use crate::service::{Built, Stop, json, json_error, query_pairs, wait_for_count};
 
