@@ -148,7 +148,16 @@ impl Tally {
         self.counts[reason.index()] = self.counts[reason.index()].saturating_add(1);
     }
 
+    #[inline]
     pub(crate) fn flush(&self) {
+        if self.counts == [0; 9] {
+            return;
+        }
+        self.flush_counts();
+    }
+
+    #[cold]
+    fn flush_counts(&self) {
         for (reason, &n) in DropReason::ALL.iter().zip(&self.counts) {
             count(*reason, u64::from(n));
         }

@@ -5,6 +5,7 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::Context;
 
@@ -15,6 +16,10 @@ use opentelemetry::Context;
 /// running under them (a database client, say) reads its [`name`](Self::name) to say where it
 /// ran, and may keep per-operation state in its [`extension`](Self::extension), state that lives
 /// exactly as long as the request or the message and is never shared with another one.
+///
+/// Putting one in scope costs a few allocations per request, so the HTTP server layer does it
+/// only once some code has said it reads operations, with [`Operation::enable`] (the SQL pool
+/// does when it is built).
 ///
 /// # Example
 ///
@@ -40,7 +45,25 @@ impl fmt::Debug for Operation {
     }
 }
 
+/// Whether some code reads operations: see [`Operation::enable`].
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
 impl Operation {
+    /// Says that code in this process reads operations (with [`with_current`](Self::with_current)
+    /// or `Context::get::<Operation>()`), so the layers that may leave them out to save the cost
+    /// put one in scope from now on. Process-wide and permanent; cheap to call again.
+    pub fn enable() {
+        if !ENABLED.load(Ordering::Relaxed) {
+            ENABLED.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether [`enable`](Self::enable) was called in this process.
+    #[inline]
+    pub fn is_enabled() -> bool {
+        ENABLED.load(Ordering::Relaxed)
+    }
+
     /// An operation named `name`: the server span's name (`GET /dashboard/orders`) or the
     /// consumer span's (`process orders`).
     pub fn new(name: impl Into<Cow<'static, str>>) -> Self {

@@ -394,29 +394,35 @@ impl OrderContext {
     /// Timestamps are RFC 3339 strings; unset fields are skipped.
     pub fn attributes(&self) -> impl Iterator<Item = KeyValue> + '_ {
         let inner = &*self.inner;
-        std::iter::once(KeyValue::new(keys::ORDER_ID, Arc::clone(&inner.id)))
-            .chain(
-                inner
-                    .channel
-                    .map(|c| KeyValue::new(keys::ORDER_CHANNEL, c.as_str())),
-            )
-            .chain(
-                inner
-                    .deadline
-                    .as_ref()
-                    .map(|t| KeyValue::new(keys::ORDER_DEADLINE, t.as_str().to_owned())),
-            )
-            .chain(
-                inner
-                    .priority
-                    .map(|p| KeyValue::new(keys::ORDER_PRIORITY, p.as_str())),
-            )
-            .chain(
-                inner
-                    .created_at
-                    .as_ref()
-                    .map(|t| KeyValue::new(keys::ORDER_CREATED_AT, t.as_str().to_owned())),
-            )
+        // One counter over the five fields: cheaper to step through than a chain of options,
+        // and this runs for every span started with an order in scope.
+        let mut field = 0u8;
+        std::iter::from_fn(move || {
+            loop {
+                let attribute = match field {
+                    0 => Some(KeyValue::new(keys::ORDER_ID, Arc::clone(&inner.id))),
+                    1 => inner
+                        .channel
+                        .map(|c| KeyValue::new(keys::ORDER_CHANNEL, c.as_str())),
+                    2 => inner
+                        .deadline
+                        .as_ref()
+                        .map(|t| KeyValue::new(keys::ORDER_DEADLINE, t.as_str().to_owned())),
+                    3 => inner
+                        .priority
+                        .map(|p| KeyValue::new(keys::ORDER_PRIORITY, p.as_str())),
+                    4 => inner
+                        .created_at
+                        .as_ref()
+                        .map(|t| KeyValue::new(keys::ORDER_CREATED_AT, t.as_str().to_owned())),
+                    _ => return None,
+                };
+                field += 1;
+                if attribute.is_some() {
+                    return attribute;
+                }
+            }
+        })
     }
 
     /// Calls `f` with each set field's key and text value, without allocating.

@@ -441,6 +441,43 @@ fn http_non_ascii_header_values_are_counted() {
 }
 
 #[test]
+fn only_the_trace_context_and_baggage_headers_are_read() {
+    let mut headers = http::HeaderMap::new();
+    // Names of the same lengths as `traceparent`, `tracestate` and `baggage`.
+    headers.insert(
+        "traceparens",
+        "00-11111111111111111111111111111111-2222222222222222-01"
+            .parse()
+            .unwrap(),
+    );
+    headers.insert("tracestatf", "other=1".parse().unwrap());
+    headers.insert("baggagf", "order.id=ORD-OTHER".parse().unwrap());
+    let e = Propagation::trusted().extract_http(&headers);
+    assert!(e.remote().is_none());
+    assert!(e.order().is_none());
+
+    headers.append("traceparent", TP.parse().unwrap());
+    // A second `traceparent` is ignored: the first one counts.
+    headers.append(
+        "traceparent",
+        "00-11111111111111111111111111111111-2222222222222222-01"
+            .parse()
+            .unwrap(),
+    );
+    headers.insert("tracestate", "congo=t61rcWkgMzE".parse().unwrap());
+    headers.insert("baggage", "order.id=ORD-1".parse().unwrap());
+    let e = Propagation::trusted().extract_http(&headers);
+    let remote = e.remote().unwrap();
+    assert_eq!(
+        remote.trace_id().to_string(),
+        "0af7651916cd43dd8448eb211c80319c"
+    );
+    assert_eq!(remote.trace_state().get("congo"), Some("t61rcWkgMzE"));
+    assert_eq!(remote.trace_state().get("other"), None);
+    assert_eq!(e.order().map(|o| o.id()), Some("ORD-1"));
+}
+
+#[test]
 fn several_tracestate_headers_are_combined() {
     let mut headers = http::HeaderMap::new();
     headers.insert("traceparent", TP.parse().unwrap());

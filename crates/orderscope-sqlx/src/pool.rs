@@ -108,6 +108,8 @@ impl InstrumentedPoolBuilder {
 
     /// Wraps an existing pool.
     pub fn build(self, pool: PgPool) -> InstrumentedPool {
+        // The N+1 detector counts in the request's or message's operation.
+        orderscope_context::Operation::enable();
         let options = pool.connect_options();
         let host = options.get_host().to_owned();
         let port = options.get_port();

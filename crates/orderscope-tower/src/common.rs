@@ -84,28 +84,37 @@ const MAX_INTERNED: usize = 4096;
 /// Span names are `Cow<'static, str>`; a `String` per request would be an allocation per request.
 /// Names are built once per `(method, route)` and kept for the life of the process, bounded.
 pub(crate) fn intern_span_name(method: MethodKind, route: &str) -> &'static str {
+    intern(format!("{} {route}", method.span_prefix())).unwrap_or(method.span_prefix())
+}
+
+/// `value` kept for the life of the process (with the span names, bounded), so that a span
+/// attribute holding it is a static string: no reference count that the request thread raises
+/// and the exporter's thread lowers. `None` past the bound.
+pub(crate) fn intern(value: impl AsRef<str> + Into<String>) -> Option<&'static str> {
     static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let name = format!("{} {route}", method.span_prefix());
     let mut names = NAMES
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    if let Some(interned) = names.get(name.as_str()) {
-        return interned;
+    if let Some(interned) = names.get(value.as_ref()) {
+        return Some(interned);
     }
     if names.len() >= MAX_INTERNED {
-        return method.span_prefix();
+        return None;
     }
-    let leaked: &'static str = Box::leak(name.into_boxed_str());
+    let leaked: &'static str = Box::leak(value.into().into_boxed_str());
     names.insert(leaked);
-    leaked
+    Some(leaked)
 }
+
+/// The semantic conventions version the spans follow (`docs/conventions.md` names the same one).
+pub(crate) const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.44.0";
 
 /// The instrumentation scope of the spans this crate creates.
 pub(crate) fn scope() -> InstrumentationScope {
     InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
         .with_version(env!("CARGO_PKG_VERSION"))
-        .with_schema_url("https://opentelemetry.io/schemas/1.26.0")
+        .with_schema_url(SCHEMA_URL)
         .build()
 }
 
@@ -124,6 +133,21 @@ pub(crate) fn strip_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_schema_url_is_the_version_the_conventions_claim() {
+        let version = SCHEMA_URL.rsplit('/').next().unwrap();
+        let conventions = include_str!("../../../docs/conventions.md");
+        assert!(
+            conventions.contains(&format!("v{version}")),
+            "docs/conventions.md does not name semantic conventions v{version}"
+        );
+        assert!(
+            conventions.contains(&format!("`{SCHEMA_URL}` of the HTTP and AMQP spans'")),
+            "docs/conventions.md does not give {SCHEMA_URL} as the HTTP spans' schema URL"
+        );
+        assert_eq!(scope().schema_url(), Some(SCHEMA_URL));
+    }
 
     #[test]
     fn methods_map_to_semconv_values() {

@@ -1,5 +1,7 @@
 //! `http::HeaderMap` carrier.
 
+use std::borrow::Cow;
+
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector};
@@ -153,29 +155,47 @@ impl Propagation {
             return self.extract_with(&*propagator, &HeaderExtractor(headers));
         }
         let mut tally = Tally::default();
-        let traceparent = headers
-            .get(TRACEPARENT)
-            .and_then(|v| header_str(v, &mut tally));
+        let mut reader = self.baggage_reader();
+        // One pass over the headers instead of three lookups that each hash a name: a request
+        // carries a few headers, and most of them are none of these.
+        let mut traceparent = None;
+        let (mut tracestate, mut tracestates) = (None, 0usize);
+        for (name, value) in headers {
+            let name = name.as_str();
+            match name.len() {
+                11 if traceparent.is_none() && name == TRACEPARENT.as_str() => {
+                    traceparent = Some(value);
+                }
+                10 if name == TRACESTATE.as_str() => {
+                    tracestates += 1;
+                    tracestate = tracestate.or(Some(value));
+                }
+                7 if name == BAGGAGE.as_str() => {
+                    let Some(value) = header_str(value, &mut tally) else {
+                        continue;
+                    };
+                    reader.read(value, &mut tally);
+                }
+                _ => {}
+            }
+        }
+        let traceparent = traceparent.and_then(|v| header_str(v, &mut tally));
         let mut state_tally = Tally::default();
         let remote = self.read_trace(
             traceparent,
-            || {
-                crate::propagation::joined(
+            || match (tracestates, tracestate) {
+                (1, Some(value)) => header_str(value, &mut state_tally).map(Cow::Borrowed),
+                (0, _) | (_, None) => None,
+                _ => crate::propagation::joined(
                     headers
                         .get_all(TRACESTATE)
                         .iter()
                         .filter_map(|v| header_str(v, &mut state_tally)),
-                )
+                ),
             },
             &mut tally,
         );
         state_tally.flush();
-        let mut reader = self.baggage_reader();
-        for value in headers.get_all(BAGGAGE) {
-            if let Some(value) = header_str(value, &mut tally) {
-                reader.read(value, &mut tally);
-            }
-        }
         self.finish(remote, reader, tally)
     }
 }
