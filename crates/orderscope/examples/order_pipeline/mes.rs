@@ -77,7 +77,26 @@ type OrderRow = (
     i32,
 );
 
+/// A row of [`ORDER_COLUMNS`] followed by the order's line count and units (the JOINed queries).
+type OrderRowWithLines = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<bool>,
+    bool,
+    i32,
+    i64,
+    i64,
+);
+
 impl MesOrder {
+    fn from_row_with_lines(row: OrderRowWithLines) -> Self {
+        let (a, b, c, d, e, f, g, h, items, units) = row;
+        Self::from_row((a, b, c, d, e, f, g, h), items, units)
+    }
+
     fn from_row(row: OrderRow, items: i64, units: i64) -> Self {
         let (order_id, channel, status, deadline, received_at, status_delivered, overdue, attempts) =
             row;
@@ -644,19 +663,7 @@ async fn page_fixed(
         filter.sql,
         n + 1
     );
-    type Row = (
-        String,
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<bool>,
-        bool,
-        i32,
-        i64,
-        i64,
-    );
-    let rows: Vec<Row> = filter
+    let rows: Vec<OrderRowWithLines> = filter
         .bind(sqlx::query_as(AssertSqlSafe(page)))
         .bind(limit)
         .bind(offset)
@@ -664,39 +671,23 @@ async fn page_fixed(
         .await?;
     let orders = rows
         .into_iter()
-        .map(|(a, b, c, d, e, f, g, h, items, units)| {
-            MesOrder::from_row((a, b, c, d, e, f, g, h), items, units)
-        })
+        .map(MesOrder::from_row_with_lines)
         .collect();
     Ok((total, orders))
 }
 
 async fn dashboard_order(State(mes): State<Arc<Mes>>, Path(id): Path<String>) -> Response {
-    type Row = (
-        String,
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<bool>,
-        bool,
-        i32,
-        i64,
-        i64,
-    );
-    let row: Result<Option<Row>, sqlx::Error> = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT {ORDER_COLUMNS}, count(l.line_no), coalesce(sum(l.qty), 0)::int8 \
+    let row: Result<Option<OrderRowWithLines>, sqlx::Error> =
+        sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {ORDER_COLUMNS}, count(l.line_no), coalesce(sum(l.qty), 0)::int8 \
          FROM orders o LEFT JOIN order_lines l ON l.order_id = o.order_id \
          WHERE o.order_id = $1 GROUP BY o.order_id"
-    )))
-    .bind(&id)
-    .fetch_optional(&mes.db)
-    .await;
+        )))
+        .bind(&id)
+        .fetch_optional(&mes.db)
+        .await;
     match row {
-        Ok(Some((a, b, c, d, e, f, g, h, items, units))) => json(
-            StatusCode::OK,
-            &MesOrder::from_row((a, b, c, d, e, f, g, h), items, units),
-        ),
+        Ok(Some(row)) => json(StatusCode::OK, &MesOrder::from_row_with_lines(row)),
         Ok(None) => json_error(StatusCode::NOT_FOUND, "no such order"),
         Err(e) => {
             tracing::error!(error = %e, "order query failed");
