@@ -13,8 +13,8 @@
 //! counting the shared [`Overflow`].
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label};
 use orderscope_metrics::{KeyedHandle, MetricHandle, Overflow, SeriesLimit};
@@ -60,30 +60,19 @@ fn labels(destination: &str, extra: &[(&'static str, &'static str)]) -> Vec<Labe
     labels
 }
 
-/// The most span names [`span_name`] keeps for the life of the process.
-const MAX_INTERNED_NAMES: usize = 1024;
-
 /// A span name (`publish {exchange}`, `process {queue}`) that spans and the
 /// [`Operation`](orderscope_context::Operation) take without a copy: kept once per distinct name for the life of
-/// the process (at most [`MAX_INTERNED_NAMES`]; server-named queues, `amq.gen-…`, are not kept), so a publisher
-/// or consumer built again after a reconnection reuses it. Called when a publisher's exchange or a consumer is
-/// first seen, never per message.
+/// the process through [`orderscope_context::intern`] (bounded; server-named queues, `amq.gen-…`, are not kept),
+/// so a publisher or consumer built again after a reconnection reuses it. Called when a publisher's exchange or
+/// a consumer is first seen, never per message.
 pub(crate) fn span_name(name: String) -> Cow<'static, str> {
-    static NAMES: LazyLock<Mutex<HashSet<&'static str>>> =
-        LazyLock::new(|| Mutex::new(HashSet::new()));
     if name.contains("amq.gen-") {
         return Cow::Owned(name);
     }
-    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(kept) = names.get(name.as_str()) {
-        return Cow::Borrowed(kept);
+    match orderscope_context::intern(name.as_str()) {
+        Some(kept) => Cow::Borrowed(kept),
+        None => Cow::Owned(name),
     }
-    if names.len() >= MAX_INTERNED_NAMES {
-        return Cow::Owned(name);
-    }
-    let kept: &'static str = Box::leak(name.into_boxed_str());
-    names.insert(kept);
-    Cow::Borrowed(kept)
 }
 
 /// A series whose key is built on first use (so it appears only once it records).

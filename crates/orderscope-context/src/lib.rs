@@ -67,6 +67,7 @@ mod baggage;
 pub mod carrier;
 mod drops;
 mod error;
+mod intern;
 pub mod keys;
 mod operation;
 mod order;
@@ -82,6 +83,7 @@ pub use crate::drops::{
     PROPAGATION_DROPPED_REASONS,
 };
 pub use crate::error::OrderContextError;
+pub use crate::intern::{MAX_INTERNED, intern};
 pub use crate::operation::Operation;
 pub use crate::order::{Channel, OrderContext, OrderContextBuilder, Priority};
 pub use crate::propagation::{Extracted, Propagation, TrustPolicy, inject};

@@ -1,8 +1,5 @@
 //! Pieces shared by the server and the client middleware.
 
-use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock, PoisonError};
-
 use http::Method;
 use opentelemetry::InstrumentationScope;
 
@@ -78,33 +75,17 @@ impl MethodKind {
     }
 }
 
-/// Most span names the process will intern; past it, spans are named by method only.
-const MAX_INTERNED: usize = 4096;
-
 /// Span names are `Cow<'static, str>`; a `String` per request would be an allocation per request.
-/// Names are built once per `(method, route)` and kept for the life of the process, bounded.
+/// Names are built once per `(method, route)` and kept for the life of the process, bounded; past
+/// the bound, spans are named by method only.
 pub(crate) fn intern_span_name(method: MethodKind, route: &str) -> &'static str {
     intern(format!("{} {route}", method.span_prefix())).unwrap_or(method.span_prefix())
 }
 
-/// `value` kept for the life of the process (with the span names, bounded), so that a span
-/// attribute holding it is a static string: no reference count that the request thread raises
-/// and the exporter's thread lowers. `None` past the bound.
+/// `value` kept for the life of the process (see [`orderscope_context::intern`]), so that a span
+/// attribute holding it is a static string. `None` past the bound.
 pub(crate) fn intern(value: impl AsRef<str> + Into<String>) -> Option<&'static str> {
-    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut names = NAMES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if let Some(interned) = names.get(value.as_ref()) {
-        return Some(interned);
-    }
-    if names.len() >= MAX_INTERNED {
-        return None;
-    }
-    let leaked: &'static str = Box::leak(value.into().into_boxed_str());
-    names.insert(leaked);
-    Some(leaked)
+    orderscope_context::intern(value)
 }
 
 /// The semantic conventions version the spans follow (`docs/conventions.md` names the same one).
