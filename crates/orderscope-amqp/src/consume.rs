@@ -558,9 +558,10 @@ impl TracedDelivery {
             builder = builder.with_links(links);
         }
         let span = shared.config.tracer.build_with_context(builder, &parent);
-        let cx = parent
-            .with_span(span)
-            .with_value(orderscope_context::Operation::new(shared.span_name.clone()));
+        let cx = orderscope_context::Operation::in_context(
+            parent.with_span(span),
+            shared.span_name.clone(),
+        );
 
         Self {
             message: Message {

@@ -73,6 +73,18 @@ impl Operation {
         }
     }
 
+    /// `cx` with a new operation named `name` in it when code in this process reads operations
+    /// (see [`enable`](Self::enable)), and `cx` unchanged otherwise: a context value costs
+    /// allocations on every request or message, so instrumentation that starts an operation
+    /// (a server request, a consumed message) calls this rather than inserting one itself.
+    pub fn in_context(cx: Context, name: impl Into<Cow<'static, str>>) -> Context {
+        if Self::is_enabled() {
+            cx.with_value(Self::new(name))
+        } else {
+            cx
+        }
+    }
+
     /// The operation's name.
     pub fn name(&self) -> &str {
         &self.name

@@ -295,16 +295,11 @@ fn start_span<B>(
     }
     let parent = extracted.into_context();
     let span = shared.tracer().build_with_context(builder, &parent);
-    let cx = parent.with_span(span);
-    if orderscope_context::Operation::is_enabled() {
-        // For code that reads it (the SQL pool's N+1 detector); a context value costs
-        // allocations on every request, so only then.
-        cx.with_value(orderscope_context::Operation::new(
-            route.method(method).span_name,
-        ))
-    } else {
-        cx
-    }
+    // For code that reads it (the SQL pool's N+1 detector).
+    orderscope_context::Operation::in_context(
+        parent.with_span(span),
+        route.method(method).span_name,
+    )
 }
 
 /// `network.protocol.version` of a request.
