@@ -14,7 +14,7 @@ use crate::keys::{Field, ORDER_ID};
 use crate::order::OrderContext;
 use crate::propagator::carrier_propagator;
 use crate::traceparent::{
-    TraceParent, format_traceparent, format_tracestate, parse_traceparent, parse_tracestate,
+    TraceParent, format_traceparent, format_tracestate, parse_traceparent_bytes, parse_tracestate,
 };
 
 /// The `traceparent` header.
@@ -219,14 +219,32 @@ impl Propagation {
         tracestate: impl FnOnce() -> Option<Cow<'a, str>>,
         tally: &mut Tally,
     ) -> Option<SpanContext> {
+        self.read_trace_bytes(
+            traceparent.map(str::as_bytes),
+            |_| DropReason::TraceparentInvalid,
+            tracestate,
+            tally,
+        )
+    }
+
+    /// [`read_trace`](Self::read_trace) of a raw `traceparent`; `invalid` says why one that
+    /// does not parse is dropped.
+    pub(crate) fn read_trace_bytes<'a, 'b>(
+        &self,
+        traceparent: Option<&'b [u8]>,
+        invalid: impl FnOnce(&'b [u8]) -> DropReason,
+        tracestate: impl FnOnce() -> Option<Cow<'a, str>>,
+        tally: &mut Tally,
+    ) -> Option<SpanContext> {
+        let traceparent = traceparent?;
         let TraceParent {
             trace_id,
             span_id,
             flags,
-        } = match parse_traceparent(traceparent?) {
+        } = match parse_traceparent_bytes(traceparent) {
             Some(tp) => tp,
             None => {
-                tally.add(DropReason::TraceparentInvalid);
+                tally.add(invalid(traceparent));
                 return None;
             }
         };

@@ -46,6 +46,40 @@ fn parse_hex(b: &[u8]) -> Option<u64> {
     (seen & NOT_HEX == 0).then_some(v)
 }
 
+/// Eight lower-case hex digits, read eight bytes at a time: each byte is range-checked and
+/// turned into its nibble within one `u64` (no byte reaches `0x80` once the first check
+/// passed, so the additions never carry into the next byte), then the nibbles are packed.
+#[inline]
+fn hex8(chunk: [u8; 8]) -> Option<u32> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    let x = u64::from_be_bytes(chunk);
+    if x & HIGH != 0 {
+        return None;
+    }
+    // The high bit of each byte says "at least" the bound: `b + (0x80 - bound)`.
+    let at_least = |bound: u8| x + ONES * (0x80 - u64::from(bound));
+    let digit = at_least(b'0') & !at_least(b'9' + 1);
+    let letter = at_least(b'a') & !at_least(b'f' + 1);
+    if (digit | letter) & HIGH != HIGH {
+        return None;
+    }
+    let nibbles = (x & (ONES * 0x0f)) + ((letter & HIGH) >> 7) * 9;
+    let v = (nibbles | (nibbles >> 4)) & 0x00ff_00ff_00ff_00ff;
+    let v = (v | (v >> 8)) & 0x0000_ffff_0000_ffff;
+    let v = (v | (v >> 16)) & 0x0000_0000_ffff_ffff;
+    u32::try_from(v).ok()
+}
+
+/// Sixteen lower-case hex digits.
+#[inline]
+fn hex16(b: &[u8; 16]) -> Option<u64> {
+    let (high, low) = b.split_at(8);
+    let high = hex8(high.try_into().ok()?)?;
+    let low = hex8(low.try_into().ok()?)?;
+    Some((u64::from(high) << 32) | u64::from(low))
+}
+
 #[inline]
 fn trim_ows(s: &str) -> &str {
     let is_ows = |b: &u8| matches!(b, b' ' | b'\t');
@@ -68,24 +102,51 @@ pub(crate) struct TraceParent {
 /// Version `00` must be exactly 55 characters; a later version (`01`–`fe`) may carry further
 /// `-`-separated fields after the first four. Version `ff`, upper-case hex, all-zero ids and
 /// any other length are rejected. Only the sampled flag is kept.
+#[cfg(test)]
 pub(crate) fn parse_traceparent(value: &str) -> Option<TraceParent> {
-    let b = trim_ows(value).as_bytes();
-    if b.len() < TRACEPARENT_LEN {
-        return None;
+    parse_traceparent_bytes(value.as_bytes())
+}
+
+/// Parses a `traceparent` of the exact W3C shape from raw header bytes (a value it accepts is
+/// visible ASCII).
+///
+/// Version `00` must be exactly 55 characters; a later version (`01`–`fe`) may carry further
+/// `-`-separated fields after the first four. Version `ff`, upper-case hex, all-zero ids and
+/// any other length are rejected. Only the sampled flag is kept.
+pub(crate) fn parse_traceparent_bytes(value: &[u8]) -> Option<TraceParent> {
+    let is_ows = |b: &u8| matches!(b, b' ' | b'\t');
+    match (value.first(), value.last()) {
+        (Some(first), Some(last)) if !is_ows(first) && !is_ows(last) => parse_trimmed(value),
+        _ => parse_trimmed(trim_ows_bytes(value)?),
     }
-    let version = (hex_val(b[0])? << 4) | hex_val(b[1])?;
+}
+
+/// `value` without leading and trailing spaces and tabs; `None` when nothing else is left.
+#[cold]
+fn trim_ows_bytes(value: &[u8]) -> Option<&[u8]> {
+    let is_ows = |b: &u8| matches!(b, b' ' | b'\t');
+    let start = value.iter().position(|b| !is_ows(b))?;
+    let end = value.iter().rposition(|b| !is_ows(b))?;
+    value.get(start..=end)
+}
+
+fn parse_trimmed(b: &[u8]) -> Option<TraceParent> {
+    let fixed: &[u8; TRACEPARENT_LEN] = b.get(..TRACEPARENT_LEN)?.try_into().ok()?;
+    let version = (hex_val(fixed[0])? << 4) | hex_val(fixed[1])?;
     match version {
         0xff => return None,
         0 if b.len() != TRACEPARENT_LEN => return None,
         _ if b.len() > TRACEPARENT_LEN && b[TRACEPARENT_LEN] != b'-' => return None,
         _ => {}
     }
-    if b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
+    if fixed[2] != b'-' || fixed[35] != b'-' || fixed[52] != b'-' {
         return None;
     }
-    let trace_id = (u128::from(parse_hex(&b[3..19])?) << 64) | u128::from(parse_hex(&b[19..35])?);
-    let span_id = parse_hex(&b[36..52])?;
-    let flags = parse_hex(&b[53..55])? as u8;
+    let high = hex16(fixed[3..19].try_into().ok()?)?;
+    let low = hex16(fixed[19..35].try_into().ok()?)?;
+    let trace_id = (u128::from(high) << 64) | u128::from(low);
+    let span_id = hex16(fixed[36..52].try_into().ok()?)?;
+    let flags = parse_hex(&fixed[53..55])? as u8;
     if trace_id == 0 || span_id == 0 {
         return None;
     }
@@ -249,6 +310,40 @@ mod tests {
         for s in bad {
             assert!(parse_traceparent(s).is_none(), "{s}");
         }
+    }
+
+    /// The eight-at-a-time reader agrees with the byte-at-a-time one on every byte value in
+    /// every position, and on every hex digit in every position.
+    #[test]
+    fn hex8_agrees_with_the_table() {
+        let base = *b"0123abcd";
+        for position in 0..8 {
+            for byte in 0..=255u8 {
+                let mut chunk = base;
+                chunk[position] = byte;
+                let expected = parse_hex(&chunk).map(|v| v as u32);
+                assert_eq!(hex8(chunk), expected, "{chunk:?}");
+            }
+        }
+        for digit in HEX {
+            let chunk = [*digit; 8];
+            assert_eq!(hex8(chunk), parse_hex(&chunk).map(|v| v as u32));
+        }
+        assert_eq!(hex8(*b"ffffffff"), Some(u32::MAX));
+        assert_eq!(hex8(*b"00f067aa"), Some(0x00f0_67aa));
+        assert_eq!(hex16(b"4bf92f3577b34da6"), Some(0x4bf9_2f35_77b3_4da6));
+        assert_eq!(hex8(*b"0000000G"), None);
+        assert_eq!(hex8(*b"A0000000"), None);
+    }
+
+    #[test]
+    fn surrounding_spaces_and_tabs_only_are_trimmed() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert!(parse_traceparent_bytes(format!(" \t{tp}\t ").as_bytes()).is_some());
+        assert!(parse_traceparent_bytes(format!("\n{tp}").as_bytes()).is_none());
+        assert!(parse_traceparent_bytes(format!("{tp}\r").as_bytes()).is_none());
+        assert!(parse_traceparent_bytes(b" \t ").is_none());
+        assert!(parse_traceparent_bytes(b"").is_none());
     }
 
     #[test]

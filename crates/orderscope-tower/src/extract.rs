@@ -13,8 +13,9 @@ use orderscope_context::{DropReason, OrderContext};
 
 /// The order of the request, as an axum extractor; derefs to [`OrderContext`].
 ///
-/// Found in the request extensions, where [`ServerLayer`](crate::ServerLayer) puts the order it read
-/// from the `baggage` header, else in the current OpenTelemetry context. As `Order`, a request
+/// The order in the current OpenTelemetry context: the one [`ServerLayer`](crate::ServerLayer)
+/// read from the `baggage` header and keeps in scope while the handler runs. An `OrderContext`
+/// that a middleware put in the request extensions comes first. As `Order`, a request
 /// without an order is rejected with [`MissingOrder`] (`400 Bad Request`); as `Option<Order>` it
 /// gives `None`.
 ///

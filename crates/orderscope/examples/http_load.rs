@@ -69,7 +69,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         "full" => routes.layer(ServerLayer::new()),
         other => return Err(format!("unknown case {other}").into()),
     }
-    .merge(telemetry.metrics_router());
+    .merge(telemetry.metrics_router())
+    // What `axum::serve` does once: the routes become services (and each route's layer is
+    // applied) here, not on every request of the loop.
+    .with_state(());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

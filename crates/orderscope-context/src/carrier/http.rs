@@ -179,10 +179,15 @@ impl Propagation {
                 _ => {}
             }
         }
-        let traceparent = traceparent.and_then(|v| header_str(v, &mut tally));
         let mut state_tally = Tally::default();
-        let remote = self.read_trace(
-            traceparent,
+        // Read as bytes: a value that parses is visible ASCII, so `to_str` is only needed to
+        // say why one that does not parse is dropped.
+        let remote = self.read_trace_bytes(
+            traceparent.map(HeaderValue::as_bytes),
+            |_| match traceparent.map(HeaderValue::to_str) {
+                Some(Ok(_)) => DropReason::TraceparentInvalid,
+                _ => DropReason::HeaderInvalid,
+            },
             || match (tracestates, tracestate) {
                 (1, Some(value)) => header_str(value, &mut state_tally).map(Cow::Borrowed),
                 (0, _) | (_, None) => None,

@@ -69,12 +69,14 @@ impl<B: Body> Body for ResponseBody<B> {
             return Poll::Ready(None);
         };
         let poll = match this.recorder.as_ref().and_then(Recorder::context) {
-            // A streaming body that logs gets the request's trace and order.
-            Some(otel) => {
+            // A streaming body (its length not known up front) may log while it produces
+            // frames: it gets the request's trace and order. A body of known length (a buffer,
+            // the common case) runs no request code here and is polled as it is.
+            Some(otel) if inner.size_hint().exact().is_none() => {
                 let _guard = otel.clone().attach();
                 inner.as_mut().poll_frame(cx)
             }
-            None => inner.as_mut().poll_frame(cx),
+            _ => inner.as_mut().poll_frame(cx),
         };
         match &poll {
             Poll::Ready(None) => {

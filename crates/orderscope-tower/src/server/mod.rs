@@ -198,7 +198,7 @@ where
     let otel = shared
         .config
         .tracing
-        .then(|| start_span(shared, &mut request, &route, method, hook_attributes));
+        .then(|| start_span(shared, &request, &route, method, hook_attributes));
     let recorder = Recorder::start(route, method, extra, start, otel);
 
     let catch_panic = shared.config.catch_panic;
@@ -222,7 +222,7 @@ where
 /// Extracts the incoming context and starts the server span; returns the context to attach.
 fn start_span<B>(
     shared: &layer::Shared,
-    request: &mut Request<B>,
+    request: &Request<B>,
     route: &RouteEntry,
     method: MethodKind,
     hook_attributes: Vec<KeyValue>,
@@ -289,9 +289,6 @@ fn start_span<B>(
         && let Some(remote) = extracted.remote()
     {
         builder.links = Some(vec![Link::with_context(remote.clone())]);
-    }
-    if let Some(order) = extracted.order() {
-        request.extensions_mut().insert(order.clone());
     }
     let parent = extracted.into_context();
     let span = shared.tracer().build_with_context(builder, &parent);
