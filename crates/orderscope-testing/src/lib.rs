@@ -65,7 +65,6 @@
 mod logs;
 mod metrics;
 mod model;
-mod order_spans;
 mod otlp;
 mod prometheus;
 mod spans;
@@ -80,7 +79,6 @@ pub use self::model::{
     ReceivedSpan, SpanKind, SpansExt, Status, Transport, assert_child_of, find_span,
     group_by_trace,
 };
-pub use self::order_spans::{OrderSpanProcessor, WithOrderFields};
 pub use self::otlp::{OtlpReceiver, ReceiverTls, Signal, WaitError};
 pub use self::prometheus::{
     Exposition, ParseError, ParsePromError, Sample, SamplesExt, parse_exposition, parse_prometheus,
@@ -88,6 +86,7 @@ pub use self::prometheus::{
 };
 pub use self::spans::{SpanCapture, SpanCaptureBuilder};
 pub use self::tls::{CertificateError, TestCertificates, install_crypto_provider};
+pub use orderscope_context::{OrderSpanProcessor, WithOrderFields};
 
 /// The protobuf types the receiver decodes, for tests that inspect raw metric data points.
 pub use opentelemetry_proto as proto;

@@ -18,6 +18,7 @@ use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanExporter,
 };
+use orderscope_context::OrderSpanProcessor;
 use orderscope_logs::LogFormat;
 use tracing::Subscriber;
 use tracing_subscriber::fmt::MakeWriter;
@@ -38,7 +39,6 @@ use crate::otlp;
 use crate::panic_hook::install_panic_hook;
 use crate::parts::TelemetryParts;
 use crate::queue::{CountingExporter, QueueGuard, QueueState, batch_processor};
-use crate::span_processor::OrderSpanProcessor;
 use crate::startup;
 
 /// The instrumentation scope of spans created through `tracing`.
