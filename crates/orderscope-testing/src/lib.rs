@@ -79,7 +79,7 @@ pub use self::model::{
     ReceivedSpan, SpanKind, SpansExt, Status, Transport, assert_child_of, find_span,
     group_by_trace,
 };
-pub use self::otlp::{OtlpReceiver, ReceiverTls, Signal, WaitError};
+pub use self::otlp::{ExportRequest, OtlpReceiver, ReceiverTls, Signal, WaitError};
 pub use self::prometheus::{
     Exposition, ParseError, ParsePromError, Sample, SamplesExt, parse_exposition, parse_prometheus,
     promtool_check,
