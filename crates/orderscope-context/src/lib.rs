@@ -10,9 +10,11 @@
 //!
 //! - [`OrderContext::current`] reads it; [`OrderContext::attach`], [`OrderContext::in_scope`]
 //!   and [`WithOrder::with_order`] (for futures, including spawned ones) put it in scope.
-//! - [`OrderContext::attributes`] gives the order fields as span attributes; the SDK-side span
-//!   processor that adds them to every span (`orderscope::OrderSpanProcessor`) lives where the
-//!   pipeline is built, so this crate depends on the OpenTelemetry API only.
+//! - [`OrderContext::attributes`] gives the order fields as span attributes; the span processor
+//!   that adds them to every span, `OrderSpanProcessor`, needs the OpenTelemetry SDK and is
+//!   behind the `sdk` feature (the facade turns it on and re-exports it as
+//!   `orderscope::OrderSpanProcessor`). Without it this crate depends on the OpenTelemetry API
+//!   only, as instrumentation should.
 //! - [`inject`] writes `traceparent`, `tracestate` and `baggage` (with the order fields) into
 //!   any OpenTelemetry [`Injector`](opentelemetry::propagation::Injector);
 //!   [`Propagation::extract`] reads them back under a [`TrustPolicy`]. The W3C codecs are
@@ -54,7 +56,11 @@
 //!   `carrier::inject_http` and `Propagation::extract_http`, for `http::HeaderMap`.
 //! - `amqp`: `carrier::FieldTableInjector`, `carrier::FieldTableExtractor`,
 //!   `carrier::inject_amqp` and `Propagation::extract_amqp`, for lapin's `FieldTable`.
-//! - `full`: all of the above.
+//! - `full`: both carriers.
+//! - `sdk` (off by default, not in `full`): `OrderSpanProcessor` and `WithOrderFields`, the
+//!   span processor that adds the order fields to every span. Adds a dependency on
+//!   `opentelemetry_sdk`; only the crate that builds the pipeline (the facade, the test kit)
+//!   turns it on.
 //!
 //! # Supported Rust versions
 //!
@@ -74,6 +80,8 @@ mod order;
 mod propagation;
 mod propagator;
 mod scope;
+#[cfg(feature = "sdk")]
+mod span_processor;
 mod time;
 mod traceparent;
 mod tracer;
@@ -89,4 +97,7 @@ pub use crate::order::{Channel, OrderContext, OrderContextBuilder, Priority};
 pub use crate::propagation::{Extracted, Propagation, TrustPolicy, inject};
 pub use crate::propagator::{OrderPropagator, set_carrier_propagator};
 pub use crate::scope::{OrderGuard, WithOrder, WithOrderFuture};
+#[cfg(feature = "sdk")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sdk")))]
+pub use crate::span_processor::{OrderSpanProcessor, WithOrderFields};
 pub use crate::tracer::LateTracer;

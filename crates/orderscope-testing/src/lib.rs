@@ -65,7 +65,6 @@
 mod logs;
 mod metrics;
 mod model;
-mod order_spans;
 mod otlp;
 mod prometheus;
 mod spans;
@@ -80,14 +79,14 @@ pub use self::model::{
     ReceivedSpan, SpanKind, SpansExt, Status, Transport, assert_child_of, find_span,
     group_by_trace,
 };
-pub use self::order_spans::{OrderSpanProcessor, WithOrderFields};
-pub use self::otlp::{OtlpReceiver, ReceiverTls, Signal, WaitError};
+pub use self::otlp::{ExportRequest, OtlpReceiver, ReceiverTls, Signal, WaitError};
 pub use self::prometheus::{
     Exposition, ParseError, ParsePromError, Sample, SamplesExt, parse_exposition, parse_prometheus,
     promtool_check,
 };
 pub use self::spans::{SpanCapture, SpanCaptureBuilder};
 pub use self::tls::{CertificateError, TestCertificates, install_crypto_provider};
+pub use orderscope_context::{OrderSpanProcessor, WithOrderFields};
 
 /// The protobuf types the receiver decodes, for tests that inspect raw metric data points.
 pub use opentelemetry_proto as proto;

@@ -50,6 +50,56 @@ struct Store {
     spans: Vec<ReceivedSpan>,
     logs: Vec<ReceivedLog>,
     metrics: Vec<ReceivedMetric>,
+    requests: Vec<ExportRequest>,
+}
+
+/// One export request the receiver accepted: what it carried, how, and with which headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExportRequest {
+    /// What it carried.
+    pub signal: Signal,
+    /// How it came.
+    pub transport: Transport,
+    /// Its HTTP headers, or its gRPC metadata, in the order received: names lower-case, values
+    /// as sent (values that are not visible ASCII are left out).
+    pub headers: Vec<(String, String)>,
+    /// Whether its body was compressed (gzip).
+    pub compressed: bool,
+}
+
+impl ExportRequest {
+    fn new(signal: Signal, transport: Transport, headers: &HeaderMap) -> Self {
+        let compressed = match transport {
+            Transport::Grpc => headers
+                .get("grpc-encoding")
+                .is_some_and(|v| v.as_bytes() != b"identity"),
+            _ => headers
+                .get(header::CONTENT_ENCODING)
+                .is_some_and(|v| v.as_bytes() != b"identity"),
+        };
+        ExportRequest {
+            signal,
+            transport,
+            headers: headers
+                .iter()
+                .filter_map(|(name, value)| {
+                    Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+                })
+                .collect(),
+            compressed,
+        }
+    }
+
+    /// The values of the header `name` (any case), in the order received; empty when it was
+    /// not sent.
+    pub fn header(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
 }
 
 /// What the servers share with the handle.
@@ -103,7 +153,10 @@ impl Shared {
         }
     }
 
-    fn count(&self, transport: Transport) {
+    fn count(&self, signal: Signal, transport: Transport, headers: &HeaderMap) {
+        lock(&self.store)
+            .requests
+            .push(ExportRequest::new(signal, transport, headers));
         self.requests.fetch_add(1, Ordering::SeqCst);
         match transport {
             Transport::Grpc => self.grpc_requests.fetch_add(1, Ordering::SeqCst),
@@ -116,8 +169,13 @@ impl Shared {
         self.version.send_modify(|v| *v = v.wrapping_add(1));
     }
 
-    fn store_traces(&self, req: &ExportTraceServiceRequest, transport: Transport) {
-        self.count(transport);
+    fn store_traces(
+        &self,
+        req: &ExportTraceServiceRequest,
+        transport: Transport,
+        headers: &HeaderMap,
+    ) {
+        self.count(Signal::Traces, transport, headers);
         {
             let mut store = lock(&self.store);
             for rs in &req.resource_spans {
@@ -138,8 +196,13 @@ impl Shared {
         self.changed();
     }
 
-    fn store_logs(&self, req: &ExportLogsServiceRequest, transport: Transport) {
-        self.count(transport);
+    fn store_logs(
+        &self,
+        req: &ExportLogsServiceRequest,
+        transport: Transport,
+        headers: &HeaderMap,
+    ) {
+        self.count(Signal::Logs, transport, headers);
         {
             let mut store = lock(&self.store);
             for rl in &req.resource_logs {
@@ -157,8 +220,13 @@ impl Shared {
         self.changed();
     }
 
-    fn store_metrics(&self, req: &ExportMetricsServiceRequest, transport: Transport) {
-        self.count(transport);
+    fn store_metrics(
+        &self,
+        req: &ExportMetricsServiceRequest,
+        transport: Transport,
+        headers: &HeaderMap,
+    ) {
+        self.count(Signal::Metrics, transport, headers);
         {
             let mut store = lock(&self.store);
             for rm in &req.resource_metrics {
@@ -244,7 +312,9 @@ impl TraceService for Grpc {
             return Err(tonic::Status::unavailable("receiver set to fail"));
         }
         self.0.count_compressed_grpc(request.metadata());
-        self.0.store_traces(request.get_ref(), Transport::Grpc);
+        let headers = request.metadata().clone().into_headers();
+        self.0
+            .store_traces(request.get_ref(), Transport::Grpc, &headers);
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
@@ -259,7 +329,9 @@ impl LogsService for Grpc {
             return Err(tonic::Status::unavailable("receiver set to fail"));
         }
         self.0.count_compressed_grpc(request.metadata());
-        self.0.store_logs(request.get_ref(), Transport::Grpc);
+        let headers = request.metadata().clone().into_headers();
+        self.0
+            .store_logs(request.get_ref(), Transport::Grpc, &headers);
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
     }
 }
@@ -274,7 +346,9 @@ impl MetricsService for Grpc {
             return Err(tonic::Status::unavailable("receiver set to fail"));
         }
         self.0.count_compressed_grpc(request.metadata());
-        self.0.store_metrics(request.get_ref(), Transport::Grpc);
+        let headers = request.metadata().clone().into_headers();
+        self.0
+            .store_metrics(request.get_ref(), Transport::Grpc, &headers);
         Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
     }
 }
@@ -349,7 +423,7 @@ async fn http_traces(
             (StatusCode::SERVICE_UNAVAILABLE, "receiver set to fail").into_response()
         }
         Ok(req) => {
-            shared.store_traces(&req, Transport::Http);
+            shared.store_traces(&req, Transport::Http, &headers);
             protobuf_response(&ExportTraceServiceResponse::default())
         }
         Err(resp) => resp,
@@ -362,7 +436,7 @@ async fn http_logs(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: 
             (StatusCode::SERVICE_UNAVAILABLE, "receiver set to fail").into_response()
         }
         Ok(req) => {
-            shared.store_logs(&req, Transport::Http);
+            shared.store_logs(&req, Transport::Http, &headers);
             protobuf_response(&ExportLogsServiceResponse::default())
         }
         Err(resp) => resp,
@@ -379,7 +453,7 @@ async fn http_metrics(
             (StatusCode::SERVICE_UNAVAILABLE, "receiver set to fail").into_response()
         }
         Ok(req) => {
-            shared.store_metrics(&req, Transport::Http);
+            shared.store_metrics(&req, Transport::Http, &headers);
             protobuf_response(&ExportMetricsServiceResponse::default())
         }
         Err(resp) => resp,
@@ -840,6 +914,27 @@ impl OtlpReceiver {
         lock(&self.shared.store).spans.traces()
     }
 
+    /// The export requests accepted so far (all signals, both transports), in arrival order,
+    /// with their headers: to check what an exporter sent besides the data (an
+    /// `authorization` header, gzip).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use orderscope_testing::{OtlpReceiver, Signal};
+    ///
+    /// fn check_auth(receiver: &OtlpReceiver) {
+    ///     for request in receiver.export_requests() {
+    ///         if request.signal == Signal::Traces {
+    ///             assert_eq!(request.header("authorization"), ["Bearer s3cr3t"]);
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn export_requests(&self) -> Vec<ExportRequest> {
+        lock(&self.shared.store).requests.clone()
+    }
+
     /// Number of export requests accepted (all signals, both transports).
     pub fn requests(&self) -> usize {
         self.shared.requests.load(Ordering::SeqCst)
@@ -884,6 +979,7 @@ impl OtlpReceiver {
         self.shared.grpc_requests.store(0, Ordering::SeqCst);
         self.shared.http_requests.store(0, Ordering::SeqCst);
         self.shared.rejected.store(0, Ordering::SeqCst);
+        self.shared.compressed.store(0, Ordering::SeqCst);
         self.shared.failed.store(0, Ordering::SeqCst);
     }
 

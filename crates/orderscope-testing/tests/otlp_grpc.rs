@@ -7,7 +7,7 @@ use opentelemetry::trace::{
     Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use orderscope_testing::proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -18,7 +18,7 @@ use orderscope_testing::proto::tonic::metrics::v1::{
 };
 use orderscope_testing::proto::tonic::resource::v1::Resource as PResource;
 use orderscope_testing::{
-    AttrValue, MetricDataKind, OtlpReceiver, SpanKind, SpansExt as _, Status, Transport,
+    AttrValue, MetricDataKind, OtlpReceiver, Signal, SpanKind, SpansExt as _, Status, Transport,
     assert_child_of,
 };
 
@@ -28,6 +28,11 @@ fn grpc_provider(receiver: &OtlpReceiver) -> SdkTracerProvider {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(receiver.grpc_endpoint())
+        .with_metadata({
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            metadata.insert("x-tenant", "acme".parse().expect("ASCII"));
+            metadata
+        })
         .build()
         .expect("exporter");
     SdkTracerProvider::builder()
@@ -130,6 +135,15 @@ async fn spans_over_grpc_decode_with_all_fields() {
     assert_eq!(server.transport, Transport::Grpc);
     assert!(receiver.grpc_requests() >= 1);
     assert_eq!(receiver.http_requests(), 0);
+    // The metadata of each request, as it came.
+    let requests = receiver.export_requests();
+    assert_eq!(requests.len(), receiver.grpc_requests());
+    for request in &requests {
+        assert_eq!(request.signal, Signal::Traces);
+        assert_eq!(request.transport, Transport::Grpc);
+        assert_eq!(request.header("x-tenant"), ["acme"], "{request:?}");
+        assert!(!request.compressed);
+    }
 
     let traces = receiver.traces();
     assert_eq!(traces.len(), 2, "linked alone; parent and child together");

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{Tracer as _, TracerProvider as _};
-use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+use opentelemetry_otlp::{Protocol, WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use orderscope_testing::{OtlpReceiver, SpansExt as _, Transport, assert_child_of};
+use orderscope_testing::{OtlpReceiver, Signal, SpansExt as _, Transport, assert_child_of};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -21,6 +21,7 @@ fn spans_over_http_protobuf_with_background_receiver() {
         .with_http()
         .with_protocol(Protocol::HttpBinary)
         .with_endpoint(receiver.http_traces_endpoint())
+        .with_headers([("x-tenant".to_owned(), "acme".to_owned())].into())
         .build()
         .expect("exporter");
     let provider = SdkTracerProvider::builder()
@@ -56,6 +57,20 @@ fn spans_over_http_protobuf_with_background_receiver() {
         "simple processor: one request per span"
     );
     assert_eq!(receiver.requests(), 2);
+    // Each request as it came, with its headers.
+    let requests = receiver.export_requests();
+    assert_eq!(requests.len(), 2);
+    for request in &requests {
+        assert_eq!(request.signal, Signal::Traces);
+        assert_eq!(request.transport, Transport::Http);
+        assert_eq!(request.header("X-Tenant"), ["acme"], "{request:?}");
+        assert_eq!(
+            request.header("content-type"),
+            ["application/x-protobuf"],
+            "{request:?}"
+        );
+        assert!(!request.compressed);
+    }
     provider.shutdown().expect("shutdown");
 }
 
@@ -162,8 +177,10 @@ fn clear_forgets_everything() {
         200
     );
     assert_eq!(receiver.requests(), 1);
+    assert_eq!(receiver.export_requests().len(), 1);
     receiver.clear();
     assert_eq!(receiver.requests(), 0);
+    assert!(receiver.export_requests().is_empty());
     assert!(receiver.spans().is_empty());
 }
 

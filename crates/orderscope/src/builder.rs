@@ -18,6 +18,7 @@ use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanExporter,
 };
+use orderscope_context::OrderSpanProcessor;
 use orderscope_logs::LogFormat;
 use tracing::Subscriber;
 use tracing_subscriber::fmt::MakeWriter;
@@ -38,7 +39,6 @@ use crate::otlp;
 use crate::panic_hook::install_panic_hook;
 use crate::parts::TelemetryParts;
 use crate::queue::{CountingExporter, QueueGuard, QueueState, batch_processor};
-use crate::span_processor::OrderSpanProcessor;
 use crate::startup;
 
 /// The instrumentation scope of spans created through `tracing`.
@@ -62,8 +62,7 @@ type ExporterFactory = Box<
 ///   the global tracer provider;
 /// - when `OTEL_LOGS_EXPORTER=otlp` (or [`with_logs_export(true)`](Self::with_logs_export)): an
 ///   OpenTelemetry [`SdkLoggerProvider`] with a batch log processor and an OTLP log exporter
-///   (endpoint, protocol, headers and timeout resolved as for spans, with the `LOGS` variables in
-///   place of the `TRACES` ones), fed by the `opentelemetry-appender-tracing` layer: every event
+///   (configured as for spans, with the `LOGS` variables in place of the `TRACES` ones), fed by the `opentelemetry-appender-tracing` layer: every event
 ///   becomes a log record with the trace and span ids of the current span, the order fields in
 ///   scope and the same resource as the spans. Log lines are written as well. Not installed as
 ///   a global. The specification's default for `OTEL_LOGS_EXPORTER` is `otlp`; orderscope's is
@@ -87,16 +86,32 @@ type ExporterFactory = Box<
 /// Then it logs one INFO line with the resolved configuration (header values masked), a WARN
 /// line for each ignored environment value, and a WARN line when spans are not exported.
 ///
-/// Variables read (the list is [`ENV_VARS`](crate::ENV_VARS)): `OTEL_SDK_DISABLED`,
+/// Variables orderscope reads (the list is [`ENV_VARS`](crate::ENV_VARS)): `OTEL_SDK_DISABLED`,
 /// `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_EXPORTER` (`otlp` | `none`,
 /// default `otlp`), `OTEL_LOGS_EXPORTER` (`otlp` | `none`, default `none`),
-/// `OTEL_TRACES_SAMPLER` (+ `_ARG`),
-/// `OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}{ENDPOINT,PROTOCOL,HEADERS,TIMEOUT,COMPRESSION}`,
-/// `OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}{CERTIFICATE,CLIENT_CERTIFICATE,CLIENT_KEY}`,
+/// `OTEL_TRACES_SAMPLER` (+ `_ARG`), `OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}{ENDPOINT,PROTOCOL}`,
+/// `OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}{CERTIFICATE,CLIENT_CERTIFICATE,CLIENT_KEY}` (the OTLP
+/// exporter reads no certificate variables),
 /// `OTEL_BSP_{MAX_QUEUE_SIZE,MAX_EXPORT_BATCH_SIZE,SCHEDULE_DELAY}` (spans),
 /// `OTEL_BLRP_{MAX_QUEUE_SIZE,MAX_EXPORT_BATCH_SIZE,SCHEDULE_DELAY}` (log records), `RUST_LOG`,
-/// `ORDERSCOPE_LOG_FORMAT`. The service name given in code beats `OTEL_SERVICE_NAME`, which is
-/// used when the name given is empty.
+/// `ORDERSCOPE_LOG_FORMAT`. For each, a value set in code beats the variable, a signal's variable
+/// (`_TRACES_`, `_LOGS_`) beats the generic one, and the variable beats the default. The service
+/// name given in code beats `OTEL_SERVICE_NAME`, which is used when the name given is empty.
+///
+/// Variables the OTLP exporter (opentelemetry-otlp) reads itself, from the process environment
+/// when it is built; orderscope passes it only what was set in code, and
+/// [`with_env`](Self::with_env) does not replace them:
+///
+/// - `OTEL_EXPORTER_OTLP_{TRACES_,LOGS_}HEADERS`, else (when the signal's variable is not set)
+///   `OTEL_EXPORTER_OTLP_HEADERS`: `key=value` pairs, values percent-decoded, merged *over* the
+///   headers of [`with_otlp_header`](Self::with_otlp_header): a header of the same name in the
+///   variable replaces the one set in code. Malformed entries are skipped without a warning.
+/// - `OTEL_EXPORTER_OTLP_{TRACES_,LOGS_}TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT`
+///   (milliseconds; a value that is not a number is passed over): used unless
+///   [`with_export_timeout`](Self::with_export_timeout) set one. Default 10 s.
+/// - `OTEL_EXPORTER_OTLP_{TRACES_,LOGS_}COMPRESSION`, else `OTEL_EXPORTER_OTLP_COMPRESSION`
+///   (`gzip` or `none`): used unless [`with_otlp_compression`](Self::with_otlp_compression)
+///   set one. Default: no compression.
 ///
 /// Export never blocks the caller: spans wait in a bounded queue (spans beyond it are dropped
 /// and counted in `orderscope_spans_dropped_total{reason="queue_full"}`); failed exports are
@@ -159,22 +174,31 @@ impl TelemetryBuilder {
         self
     }
 
-    /// Adds a header to every OTLP export. Beats the same key in
-    /// `OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}HEADERS`. Values never appear in logs.
+    /// Adds a header to every OTLP export, its value sent as written. The same key in
+    /// `OTEL_EXPORTER_OTLP_{TRACES_,LOGS_}HEADERS` (else `OTEL_EXPORTER_OTLP_HEADERS`) beats it:
+    /// the OTLP exporter merges that variable over the headers set in code, per key. Values never
+    /// appear in logs. Defaults to none.
+    ///
+    /// # Errors
+    ///
+    /// [`build`](Self::build) returns [`InitError::InvalidHeader`] when the name or the value is
+    /// not valid in an HTTP header.
     pub fn with_otlp_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.code.headers.push((name.into(), value.into()));
         self
     }
 
-    /// How long one export may take, retries included. Beats
-    /// `OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}TIMEOUT`. Defaults to 10 s.
+    /// How long one export may take, retries included; each request is bounded by it too. Beats
+    /// `OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}TIMEOUT` (which the OTLP exporter reads itself).
+    /// Defaults to that variable, else 10 s.
     pub fn with_export_timeout(mut self, timeout: Duration) -> Self {
         self.code.export_timeout = Some(timeout);
         self
     }
 
     /// Compresses export requests. Beats `OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}COMPRESSION`
-    /// (`gzip` or `none`). Defaults to no compression.
+    /// (`gzip` or `none`, which the OTLP exporter reads itself). Defaults to that variable, else
+    /// no compression.
     pub fn with_otlp_compression(mut self, compression: Compression) -> Self {
         self.code.compression = Some(compression);
         self
@@ -343,6 +367,11 @@ impl TelemetryBuilder {
     /// Reads configuration from these variables instead of the process environment. Meant for
     /// tests and for services that load their configuration from elsewhere; variables not in
     /// the map count as unset.
+    ///
+    /// It covers the variables orderscope reads ([`ENV_VARS`](crate::ENV_VARS)), not those the
+    /// OTLP exporter reads itself from the process environment:
+    /// `OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}{HEADERS,TIMEOUT,COMPRESSION}` (see
+    /// [`TelemetryBuilder`]). Set those in code to keep the process environment out.
     pub fn with_env<I, K, V>(mut self, vars: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
@@ -358,6 +387,8 @@ impl TelemetryBuilder {
     }
 
     /// Resolves the configuration this builder would install, without installing anything.
+    /// The headers, timeout and compression in it are those set in code: the OTLP exporter
+    /// adds what its variables say when it is built (see [`TelemetryBuilder`]).
     pub fn resolve(&self) -> ResolvedConfig {
         let env = self.env.clone().unwrap_or_else(env::process_env);
         env::resolve(&self.code, &env)

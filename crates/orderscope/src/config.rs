@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use orderscope_logs::LogFormat;
 
-/// The default export timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`'s spec default): 10 s.
-pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The export timeout when neither code nor `OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}TIMEOUT` set one
+/// (the specification's default, which the OTLP exporter applies): 10 s.
+pub const DEFAULT_EXPORT_TIMEOUT: Duration = opentelemetry_otlp::OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT;
 /// The default bound on [`Telemetry::shutdown`](crate::Telemetry::shutdown) and on the flush at drop: 5 s.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default capacity of the span export queue (`OTEL_BSP_MAX_QUEUE_SIZE`'s spec default).
@@ -133,6 +134,12 @@ pub enum LogExport {
 }
 
 /// How spans or log records are exported by OTLP.
+///
+/// The headers, the timeout and the compression here are those set in code. The OTLP exporter
+/// reads `OTEL_EXPORTER_OTLP_{TRACES_,LOGS_}HEADERS` (else `OTEL_EXPORTER_OTLP_HEADERS`),
+/// `_TIMEOUT` and `_COMPRESSION` from the process environment itself, when it is built: the
+/// headers variable is merged over these headers, per key; the timeout and the compression set
+/// here beat their variables.
 #[derive(Clone, PartialEq)]
 pub struct OtlpSettings {
     /// The URL the signal is sent to. For `http/protobuf` this includes the signal path
@@ -140,11 +147,15 @@ pub struct OtlpSettings {
     pub endpoint: String,
     /// The transport.
     pub protocol: Protocol,
-    /// Headers sent with every export (keys lower-case). Shown masked by `Debug`.
+    /// Headers set in code for every export (keys lower-case); a header of the same name in
+    /// the headers variable replaces one of these. Shown masked by `Debug`.
     pub headers: Vec<(String, String)>,
-    /// The time one export may take, retries included.
-    pub timeout: Duration,
-    /// How export requests are compressed; `None`: not at all.
+    /// The time one export may take, retries included, when set in code; `None`: the
+    /// exporter's, from `OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}TIMEOUT` or
+    /// [`DEFAULT_EXPORT_TIMEOUT`].
+    pub timeout: Option<Duration>,
+    /// How export requests are compressed, when set in code; `None`: as
+    /// `OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}COMPRESSION` says, else not at all.
     pub compression: Option<Compression>,
     /// The certificates for an `https://` endpoint.
     pub tls: TlsSettings,
@@ -170,7 +181,7 @@ impl OtlpSettings {
     }
 }
 
-/// How export requests are compressed (`OTEL_EXPORTER_OTLP_COMPRESSION`).
+/// How export requests are compressed (as `OTEL_EXPORTER_OTLP_COMPRESSION=gzip` does).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Compression {

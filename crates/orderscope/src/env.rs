@@ -1,10 +1,11 @@
 //! Resolution: what code set, what the environment says, and what `init` resolves from both
 //! (the types are in `config`).
 //!
-//! Precedence is the same for every setting: a value set in code (the [`TelemetryBuilder`]) beats
-//! the environment variable, and the variable beats the default. [`resolve`] is a pure function
-//! of the code settings and a map of environment variables, so the precedence is tested without
-//! touching the process environment.
+//! Precedence is the same for every setting read here: a value set in code (the
+//! [`TelemetryBuilder`]) beats the environment variable, and the variable beats the default.
+//! [`resolve`] is a pure function of the code settings and a map of environment variables, so the
+//! precedence is tested without touching the process environment. The OTLP headers, timeout and
+//! compression are not read here: the OTLP exporter reads their variables itself (see `otlp`).
 //!
 //! [`TelemetryBuilder`]: crate::TelemetryBuilder
 
@@ -15,13 +16,16 @@ use std::time::Duration;
 use orderscope_logs::LogFormat;
 
 use crate::config::{
-    BatchSettings, Compression, DEFAULT_EXPORT_TIMEOUT, DEFAULT_LOG_FILTER,
-    DEFAULT_LOGS_SCHEDULED_DELAY, DEFAULT_MAX_EXPORT_BATCH_SIZE, DEFAULT_MAX_QUEUE_SIZE,
-    DEFAULT_SCHEDULED_DELAY, DEFAULT_SHUTDOWN_TIMEOUT, LogExport, OtlpSettings, PemFile, Protocol,
-    ResolvedConfig, Sampling, TlsMode, TlsSettings, TraceExport,
+    BatchSettings, Compression, DEFAULT_LOG_FILTER, DEFAULT_LOGS_SCHEDULED_DELAY,
+    DEFAULT_MAX_EXPORT_BATCH_SIZE, DEFAULT_MAX_QUEUE_SIZE, DEFAULT_SCHEDULED_DELAY,
+    DEFAULT_SHUTDOWN_TIMEOUT, LogExport, OtlpSettings, PemFile, Protocol, ResolvedConfig, Sampling,
+    TlsMode, TlsSettings, TraceExport,
 };
 
-/// The environment variables `init` reads. Anything else in the environment is ignored.
+/// The environment variables `init` reads. Anything else in the environment is ignored by
+/// orderscope; the OTLP exporter reads `OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}HEADERS`, `_TIMEOUT`
+/// and `_COMPRESSION` from the process environment itself (they are not in this list, and
+/// [`with_env`](crate::TelemetryBuilder::with_env) does not replace them).
 pub const ENV_VARS: &[&str] = &[
     "OTEL_SDK_DISABLED",
     "OTEL_SERVICE_NAME",
@@ -33,12 +37,6 @@ pub const ENV_VARS: &[&str] = &[
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_EXPORTER_OTLP_PROTOCOL",
     "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_HEADERS",
-    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-    "OTEL_EXPORTER_OTLP_TIMEOUT",
-    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-    "OTEL_EXPORTER_OTLP_COMPRESSION",
-    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
     "OTEL_EXPORTER_OTLP_CERTIFICATE",
     "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
     "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
@@ -51,9 +49,6 @@ pub const ENV_VARS: &[&str] = &[
     "OTEL_LOGS_EXPORTER",
     "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
     "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
-    "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
-    "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
     "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
     "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
     "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
@@ -83,10 +78,9 @@ pub(crate) struct Signal {
     /// The signal-specific endpoint, used as given.
     endpoint: &'static str,
     protocol: &'static str,
-    /// The signal-specific headers; the OTLP exporter also reads them on its own.
-    pub(crate) headers: &'static str,
-    timeout: &'static str,
-    compression: &'static str,
+    /// The signal-specific timeout, which the OTLP exporter reads itself (orderscope only
+    /// mirrors it for the HTTP client it gives the exporter).
+    pub(crate) timeout: &'static str,
     certificate: &'static str,
     client_certificate: &'static str,
     client_key: &'static str,
@@ -100,9 +94,7 @@ pub(crate) const TRACES: Signal = Signal {
     exporter: "OTEL_TRACES_EXPORTER",
     endpoint: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     protocol: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-    headers: "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-    timeout: "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-    compression: "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    timeout: opentelemetry_otlp::OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
     certificate: "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
     client_certificate: "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
     client_key: "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
@@ -115,9 +107,7 @@ pub(crate) const LOGS: Signal = Signal {
     exporter: "OTEL_LOGS_EXPORTER",
     endpoint: "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
     protocol: "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
-    headers: "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
-    timeout: "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
-    compression: "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
+    timeout: opentelemetry_otlp::OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
     certificate: "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
     client_certificate: "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
     client_key: "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
@@ -342,7 +332,7 @@ fn exporter_wanted<'e>(
 }
 
 /// How `signal` is exported by OTLP; `None` when no endpoint is configured. For every setting
-/// the code value beats the signal's variable, which beats the generic variable.
+/// orderscope reads, the code value beats the signal's variable, which beats the generic one.
 fn resolve_otlp<'e>(
     signal: Signal,
     code: &CodeSettings,
@@ -375,56 +365,13 @@ fn resolve_otlp<'e>(
             .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT").map(base))?,
     };
 
-    // Headers: the signal's variable replaces the generic one; code headers replace env headers
-    // by key.
-    let mut headers: BTreeMap<String, String> = BTreeMap::new();
-    let env_headers = var(signal.headers)
-        .map(|raw| (signal.headers, raw))
-        .or_else(|| {
-            var("OTEL_EXPORTER_OTLP_HEADERS").map(|raw| ("OTEL_EXPORTER_OTLP_HEADERS", raw))
-        });
-    if let Some((name, raw)) = env_headers {
-        for (key, value) in parse_key_values(raw, name, warnings) {
-            if http::HeaderName::from_bytes(key.as_bytes()).is_err()
-                || http::HeaderValue::from_str(&value).is_err()
-            {
-                warnings.push(format!(
-                    "{name}: header `{key}` is not a valid HTTP header; skipped"
-                ));
-                continue;
-            }
-            headers.insert(key.to_ascii_lowercase(), value);
-        }
-    }
-    for (key, value) in &code.headers {
-        headers.insert(key.to_ascii_lowercase(), value.clone());
-    }
-
-    let timeout = code.export_timeout.unwrap_or_else(|| {
-        for name in [signal.timeout, "OTEL_EXPORTER_OTLP_TIMEOUT"] {
-            if let Some(ms) = parse_env::<u64>(var(name), name, warnings) {
-                return Duration::from_millis(ms);
-            }
-        }
-        DEFAULT_EXPORT_TIMEOUT
-    });
-
-    let compression = match code.compression {
-        Some(compression) => Some(compression),
-        None => [signal.compression, "OTEL_EXPORTER_OTLP_COMPRESSION"]
-            .into_iter()
-            .find_map(|name| var(name).map(|value| (name, value)))
-            .and_then(|(name, value)| match value.to_ascii_lowercase().as_str() {
-                "gzip" => Some(Compression::Gzip),
-                "none" => None,
-                _ => {
-                    warnings.push(format!(
-                        "{name}={value:?} is not supported (use `gzip` or `none`); using `none`"
-                    ));
-                    None
-                }
-            }),
-    };
+    // Headers, timeout and compression: the OTLP exporter reads their variables itself; only
+    // what was set in code is passed on. Code headers: the last one set for a key wins.
+    let headers: BTreeMap<String, String> = code
+        .headers
+        .iter()
+        .map(|(key, value)| (key.to_ascii_lowercase(), value.clone()))
+        .collect();
 
     let pem = |code_value: &Option<PathBuf>, method: &'static str, names: [&'static str; 2]| {
         match code_value {
@@ -465,8 +412,8 @@ fn resolve_otlp<'e>(
         endpoint,
         protocol,
         headers: headers.into_iter().collect(),
-        timeout,
-        compression,
+        timeout: code.export_timeout,
+        compression: code.compression,
         tls,
     };
     if settings.tls_mode() == TlsMode::Plaintext
@@ -557,14 +504,10 @@ fn parse_sampler(name: &str, arg: Option<&str>, warnings: &mut Vec<String>) -> S
     }
 }
 
-/// Parses the `key1=value1,key2=value2` lists of `OTEL_RESOURCE_ATTRIBUTES` and
-/// `OTEL_EXPORTER_OTLP_HEADERS` (values percent-decoded, W3C Baggage style). Malformed entries are
+/// Parses the `key1=value1,key2=value2` list of `OTEL_RESOURCE_ATTRIBUTES` (values
+/// percent-decoded, W3C Baggage style). Malformed entries are
 /// skipped with a warning that names the key, never the value (it may be a secret).
-pub(crate) fn parse_key_values(
-    raw: &str,
-    name: &str,
-    warnings: &mut Vec<String>,
-) -> Vec<(String, String)> {
+fn parse_key_values(raw: &str, name: &str, warnings: &mut Vec<String>) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for entry in raw.split(',') {
         let entry = entry.trim();
@@ -744,17 +687,16 @@ mod tests {
     }
 
     #[test]
-    fn headers_traces_var_replaces_generic_and_code_wins_per_key() {
-        let e = env(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
-            ("OTEL_EXPORTER_OTLP_HEADERS", "x-generic=1"),
-            (
-                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-                "Authorization=Bearer%20env,x-tenant=a",
-            ),
-        ]);
+    fn code_headers_timeout_and_compression_are_passed_on_masked() {
+        let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")]);
         let mut c = code("mes");
-        c.headers = vec![("authorization".into(), "Bearer code".into())];
+        c.headers = vec![
+            ("Authorization".into(), "Bearer old".into()),
+            ("x-tenant".into(), "a".into()),
+            ("authorization".into(), "Bearer code".into()),
+        ];
+        c.export_timeout = Some(Duration::from_millis(250));
+        c.compression = Some(Compression::Gzip);
         let config = resolve(&c, &e);
         assert_eq!(
             otlp(&config).headers,
@@ -763,35 +705,42 @@ mod tests {
                 ("x-tenant".into(), "a".into()),
             ]
         );
+        assert_eq!(otlp(&config).timeout, Some(Duration::from_millis(250)));
+        assert_eq!(otlp(&config).compression, Some(Compression::Gzip));
         let debug = format!("{config:?}");
         assert!(!debug.contains("Bearer"), "{debug}");
         assert!(debug.contains("authorization=***"), "{debug}");
     }
 
     #[test]
-    fn timeout_precedence() {
-        let e = env(&[
+    fn the_variables_the_exporter_reads_are_left_to_it() {
+        // `with_env` does not cover them: the exporter reads the process environment.
+        let mut e = env(&[
+            ("OTEL_LOGS_EXPORTER", "otlp"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "3000"),
         ]);
-        assert_eq!(
-            otlp(&resolve(&code("mes"), &e)).timeout,
-            Duration::from_secs(3)
-        );
-        let mut e2 = e.clone();
-        e2.insert("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT".into(), "1500".into());
-        assert_eq!(
-            otlp(&resolve(&code("mes"), &e2)).timeout,
-            Duration::from_millis(1500)
-        );
-        let mut c = code("mes");
-        c.export_timeout = Some(Duration::from_millis(250));
-        assert_eq!(otlp(&resolve(&c, &e2)).timeout, Duration::from_millis(250));
-        let mut bad = e.clone();
-        bad.insert("OTEL_EXPORTER_OTLP_TIMEOUT".into(), "soon".into());
-        let config = resolve(&code("mes"), &bad);
-        assert_eq!(otlp(&config).timeout, DEFAULT_EXPORT_TIMEOUT);
-        assert_eq!(config.warnings.len(), 1);
+        let mut exporter_vars = Vec::new();
+        for signal in ["", "TRACES_", "LOGS_"] {
+            for (setting, value) in [
+                ("HEADERS", "x-env=1,broken"),
+                ("TIMEOUT", "soon"),
+                ("COMPRESSION", "brotli"),
+            ] {
+                let name = format!("OTEL_EXPORTER_OTLP_{signal}{setting}");
+                e.insert(name.clone(), value.to_owned());
+                exporter_vars.push(name);
+            }
+        }
+        let config = resolve(&code("mes"), &e);
+        for otlp in [otlp(&config), logs_otlp(&config)] {
+            assert!(otlp.headers.is_empty(), "{otlp:?}");
+            assert_eq!(otlp.timeout, None);
+            assert_eq!(otlp.compression, None);
+        }
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        for name in &exporter_vars {
+            assert!(!ENV_VARS.contains(&name.as_str()), "{name}");
+        }
     }
 
     #[test]
@@ -953,10 +902,6 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
             ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://logs:4317"),
             ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc"),
-            ("OTEL_EXPORTER_OTLP_HEADERS", "x-generic=1"),
-            ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "x-logs=2"),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "3000"),
-            ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "1500"),
             ("OTEL_BLRP_MAX_QUEUE_SIZE", "100"),
             ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "500"),
             ("OTEL_BLRP_SCHEDULE_DELAY", "250"),
@@ -965,14 +910,10 @@ mod tests {
         let logs = logs_otlp(&config);
         assert_eq!(logs.endpoint, "http://logs:4317");
         assert_eq!(logs.protocol, Protocol::Grpc);
-        assert_eq!(logs.headers, vec![("x-logs".into(), "2".into())]);
-        assert_eq!(logs.timeout, Duration::from_millis(1500));
         // The traces settings are untouched by the logs variables.
         let traces = otlp(&config);
         assert_eq!(traces.endpoint, "http://collector:4318/v1/traces");
         assert_eq!(traces.protocol, Protocol::HttpProtobuf);
-        assert_eq!(traces.headers, vec![("x-generic".into(), "1".into())]);
-        assert_eq!(traces.timeout, Duration::from_secs(3));
         // The log queue reads OTEL_BLRP_*, and the batch never exceeds the queue.
         assert_eq!(config.logs_batch.max_queue_size, 100);
         assert_eq!(config.logs_batch.max_export_batch_size, 100);
@@ -993,7 +934,7 @@ mod tests {
         };
         assert_eq!(logs.endpoint, "http://code:4318/v1/logs");
         assert_eq!(logs.protocol, Protocol::HttpProtobuf);
-        assert_eq!(logs.timeout, Duration::from_millis(250));
+        assert_eq!(logs.timeout, Some(Duration::from_millis(250)));
     }
 
     #[test]

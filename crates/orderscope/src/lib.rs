@@ -81,7 +81,6 @@ mod parts; // TelemetryParts: the pieces, not installed
 pub mod prelude;
 mod propagators; // the propagators OTEL_PROPAGATORS names, spoken by every carrier
 mod queue; // the bounded, counted span queue
-mod span_processor; // the order fields on every span
 mod startup; // the start-up line, metric descriptions
 mod tls; // certificates and rustls configurations
 mod use_signals; // USE samplers and the order tracker on one tick thread
@@ -106,16 +105,17 @@ pub use self::order_page::{DEFAULT_ORDER_PAGE_LIMIT, OrderPage};
 pub use self::panic_hook::install_panic_hook;
 pub use self::parts::TelemetryParts;
 pub use self::queue::SPANS_DROPPED_METRIC;
-pub use self::span_processor::{OrderSpanProcessor, WithOrderFields};
 
 /// Order context and W3C propagation (`orderscope-context`), with the order span processor.
 pub mod context {
-    #[doc(inline)]
-    pub use crate::span_processor::{OrderSpanProcessor, WithOrderFields};
     #[doc(no_inline)]
     pub use orderscope_context::*;
+    #[doc(inline)]
+    pub use orderscope_context::{OrderSpanProcessor, WithOrderFields};
 }
-pub use orderscope_context::{Channel, OrderContext, Priority, WithOrder};
+pub use orderscope_context::{
+    Channel, OrderContext, OrderSpanProcessor, Priority, WithOrder, WithOrderFields,
+};
 pub use orderscope_logs as logs;
 pub use orderscope_logs::{LogFormat, order_event, register_stages, stage};
 pub use orderscope_metrics as metrics_catalogue;

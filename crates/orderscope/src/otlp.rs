@@ -1,7 +1,17 @@
-//! The OTLP exporters (spans, log records) built from the resolved settings: endpoint,
-//! protocol, headers, timeout, compression and TLS, over HTTP/protobuf (blocking reqwest client
-//! on the batch processor's thread) or gRPC (tonic, on a private runtime).
+//! The OTLP exporters (spans, log records) built from the resolved settings, over HTTP/protobuf
+//! (blocking reqwest client on the batch processor's thread) or gRPC (tonic, on a private
+//! runtime).
+//!
+//! orderscope resolves the endpoint, the protocol and the certificates itself and hands the
+//! exporter the result: opentelemetry-otlp reads no certificate variables, and orderscope needs
+//! the endpoint and protocol for its own messages (and under
+//! [`with_env`](crate::TelemetryBuilder::with_env)). The headers, the timeout and the
+//! compression are the exporter's business: it is given only what was set in code, and reads
+//! `OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}{HEADERS,TIMEOUT,COMPRESSION}` from the process
+//! environment itself (code beats the variables for timeout and compression; the headers
+//! variable is merged over the code headers, per key).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,9 +71,9 @@ macro_rules! otlp_exporter_builder {
 otlp_exporter_builder!(SpanExporterBuilder => opentelemetry_otlp::SpanExporter);
 otlp_exporter_builder!(LogExporterBuilder => opentelemetry_otlp::LogExporter);
 
-/// Builds the OTLP exporter of `signal` with the resolved endpoint, protocol, headers and
-/// timeout. gRPC exporters get their connection tasks on the private runtime in `runtime`,
-/// started by the first of them.
+/// Builds the OTLP exporter of `signal` with the resolved endpoint, protocol and certificates,
+/// and the headers, timeout and compression set in code. gRPC exporters get their connection
+/// tasks on the private runtime in `runtime`, started by the first of them.
 pub(crate) fn otlp_exporter<B: OtlpExporterBuilder>(
     builder: B,
     otlp: &OtlpSettings,
@@ -76,24 +86,27 @@ pub(crate) fn otlp_exporter<B: OtlpExporterBuilder>(
     let files = tls::load(&otlp.tls, otlp.tls_mode(), &otlp.endpoint)?;
     match otlp.protocol {
         Protocol::HttpProtobuf => {
-            let client = HttpHeaderOverride {
-                headers: http_headers(&otlp.headers)?,
-                env_headers: signal.headers,
-                inner: blocking_http_client(otlp.timeout, &files)?,
+            let request_timeout = exporter_timeout(otlp.timeout, signal.timeout, |name| {
+                std::env::var(name).ok()
+            });
+            let client = ReportingHttpClient {
+                inner: blocking_http_client(request_timeout, &files)?,
                 delivery,
             };
-            let builder = builder
+            let mut builder = builder
                 .http()
                 .with_endpoint(otlp.endpoint.clone())
                 .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_timeout(otlp.timeout)
                 .with_http_client(client);
-            let builder = match otlp.compression {
-                Some(Compression::Gzip) => {
-                    builder.with_compression(opentelemetry_otlp::Compression::Gzip)
-                }
-                None => builder,
-            };
+            if !otlp.headers.is_empty() {
+                builder = builder.with_headers(http_headers(&otlp.headers)?);
+            }
+            if let Some(timeout) = otlp.timeout {
+                builder = builder.with_timeout(timeout);
+            }
+            if let Some(Compression::Gzip) = otlp.compression {
+                builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
+            }
             B::build_http(builder).map_err(InitError::Exporter)
         }
         Protocol::Grpc => {
@@ -111,21 +124,19 @@ pub(crate) fn otlp_exporter<B: OtlpExporterBuilder>(
             // export works inside or outside the service's runtime and keeps working while that
             // runtime is blocked or shutting down.
             let _entered = runtime.handle().enter();
-            let builder = builder
+            let mut builder = builder
                 .grpc()
                 .with_endpoint(otlp.endpoint.clone())
-                .with_protocol(opentelemetry_otlp::Protocol::Grpc)
-                .with_timeout(otlp.timeout)
-                .with_interceptor(HeaderOverride {
-                    metadata: Arc::new(metadata),
-                    env_headers: signal.headers,
-                });
-            let builder = match otlp.compression {
-                Some(Compression::Gzip) => {
-                    builder.with_compression(opentelemetry_otlp::Compression::Gzip)
-                }
-                None => builder,
-            };
+                .with_protocol(opentelemetry_otlp::Protocol::Grpc);
+            if !metadata.is_empty() {
+                builder = builder.with_metadata(metadata);
+            }
+            if let Some(timeout) = otlp.timeout {
+                builder = builder.with_timeout(timeout);
+            }
+            if let Some(Compression::Gzip) = otlp.compression {
+                builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
+            }
             #[cfg(feature = "tls")]
             let builder = if otlp.tls_mode() == crate::config::TlsMode::Plaintext {
                 builder
@@ -139,7 +150,7 @@ pub(crate) fn otlp_exporter<B: OtlpExporterBuilder>(
     }
 }
 
-/// gRPC metadata from the resolved headers.
+/// gRPC metadata from the headers set in code.
 fn grpc_metadata(headers: &[(String, String)]) -> Result<tonic::metadata::MetadataMap, InitError> {
     let mut metadata = tonic::metadata::MetadataMap::new();
     for (name, value) in headers {
@@ -152,47 +163,49 @@ fn grpc_metadata(headers: &[(String, String)]) -> Result<tonic::metadata::Metada
     Ok(metadata)
 }
 
-/// Sets the resolved headers on every gRPC export, replacing what the exporter read from the
-/// process environment behind our back, so code settings keep beating the environment.
-#[derive(Clone)]
-struct HeaderOverride {
-    metadata: Arc<tonic::metadata::MetadataMap>,
-    /// The signal's headers variable, which the exporter reads (before the generic one).
-    env_headers: &'static str,
-}
-
-impl tonic::service::Interceptor for HeaderOverride {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        let metadata = request.metadata_mut();
-        for name in env_header_names(self.env_headers) {
-            metadata.remove(name.as_str());
-        }
-        for entry in self.metadata.iter() {
-            if let tonic::metadata::KeyAndValueRef::Ascii(key, value) = entry {
-                metadata.insert(key.clone(), value.clone());
-            }
-        }
-        Ok(request)
-    }
-}
-
-/// HTTP headers from the resolved headers.
-fn http_headers(headers: &[(String, String)]) -> Result<http::HeaderMap, InitError> {
-    let mut map = http::HeaderMap::new();
+/// The headers set in code, checked, as the HTTP exporter builder takes them. It percent-decodes
+/// the values it is given (as it decodes `OTEL_EXPORTER_OTLP_HEADERS`), so a `%` is handed over
+/// as `%25`: a value set in code is sent as it was written, as over gRPC.
+fn http_headers(headers: &[(String, String)]) -> Result<HashMap<String, String>, InitError> {
+    let mut map = HashMap::with_capacity(headers.len());
     for (name, value) in headers {
-        let invalid = || InitError::InvalidHeader { name: name.clone() };
-        let key = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
-        let value = http::HeaderValue::from_str(value).map_err(|_| invalid())?;
-        map.insert(key, value);
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err()
+            || http::HeaderValue::from_str(value).is_err()
+        {
+            return Err(InitError::InvalidHeader { name: name.clone() });
+        }
+        map.insert(name.clone(), value.replace('%', "%25"));
     }
     Ok(map)
 }
 
+/// The timeout opentelemetry-otlp resolves for one export (its `resolve_timeout`): the one set in
+/// code, else the signal's variable, else `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds; a value
+/// that is not a whole number is passed over), else 10 s, the variables read through `var` from
+/// the process environment as the exporter reads them.
+///
+/// The exporter bounds each gRPC request by it itself (the channel's timeout), but over HTTP it
+/// uses it only as the deadline of its retries and for the HTTP client it builds when it is given
+/// none; a client given to it bounds each request by its own timeout. orderscope gives it one
+/// (for the certificates, and to say why a request failed), which must bound each request by
+/// this same timeout, not by another.
+fn exporter_timeout(
+    code: Option<Duration>,
+    signal_var: &str,
+    var: impl Fn(&str) -> Option<String>,
+) -> Duration {
+    code.or_else(|| {
+        [signal_var, opentelemetry_otlp::OTEL_EXPORTER_OTLP_TIMEOUT]
+            .into_iter()
+            .find_map(|name| var(name)?.parse().ok().map(Duration::from_millis))
+    })
+    .unwrap_or(opentelemetry_otlp::OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT)
+}
+
 /// The blocking reqwest client the OTLP exporter uses by default, built the same way: on a
-/// thread of its own, because reqwest's blocking client cannot be built inside a tokio runtime.
+/// thread of its own, because reqwest's blocking client cannot be built inside a tokio runtime,
+/// and each request bounded by `timeout` (from [`exporter_timeout`]; reqwest's own default would
+/// be 30 s).
 fn blocking_http_client(
     timeout: Duration,
     files: &TlsFiles,
@@ -218,22 +231,20 @@ fn blocking_http_client(
         .map_err(|e| InitError::HttpClient(Box::new(e)))
 }
 
-/// Sends OTLP/HTTP requests with exactly the resolved headers: the exporter also adds the
-/// headers of the process environment on its own, which would let the environment beat code.
+/// The HTTP client of the OTLP exporter: orderscope's blocking reqwest client (certificates,
+/// timeout), and the transport's own account of a failed request handed to `delivery`, because
+/// the exporter's error says only "network error".
 #[derive(Debug)]
-struct HttpHeaderOverride {
+struct ReportingHttpClient {
     inner: reqwest::blocking::Client,
-    headers: http::HeaderMap,
-    /// The signal's headers variable, which the exporter reads (before the generic one).
-    env_headers: &'static str,
-    /// Told why a request failed: the exporter's own error says only "network error".
+    /// Told why a request failed.
     delivery: Option<Arc<Delivery>>,
 }
 
-impl opentelemetry_http::HttpClient for HttpHeaderOverride {
+impl opentelemetry_http::HttpClient for ReportingHttpClient {
     fn send_bytes<'s, 'f>(
         &'s self,
-        mut request: opentelemetry_http::Request<opentelemetry_http::Bytes>,
+        request: opentelemetry_http::Request<opentelemetry_http::Bytes>,
     ) -> std::pin::Pin<
         Box<
             dyn Future<
@@ -249,13 +260,6 @@ impl opentelemetry_http::HttpClient for HttpHeaderOverride {
         's: 'f,
         Self: 'f,
     {
-        let headers = request.headers_mut();
-        for name in env_header_names(self.env_headers) {
-            headers.remove(name.as_str());
-        }
-        for (name, value) in &self.headers {
-            headers.insert(name.clone(), value.clone());
-        }
         let sent = self.inner.send_bytes(request);
         let delivery = self.delivery.clone();
         Box::pin(async move {
@@ -284,15 +288,61 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     chain
 }
 
-/// The header names the OTLP exporter reads from the process environment on its own: from the
-/// signal's variable `signal_var`, else from the generic one.
-fn env_header_names(signal_var: &str) -> Vec<String> {
-    let raw = std::env::var(signal_var)
-        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_HEADERS"))
-        .unwrap_or_default();
-    raw.split(',')
-        .filter_map(|entry| entry.split_once('='))
-        .map(|(key, _)| key.trim().to_ascii_lowercase())
-        .filter(|key| !key.is_empty())
-        .collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn the_http_client_times_out_as_the_exporter_resolves() {
+        let traces = opentelemetry_otlp::OTEL_EXPORTER_OTLP_TRACES_TIMEOUT;
+        let generic = opentelemetry_otlp::OTEL_EXPORTER_OTLP_TIMEOUT;
+        assert_eq!(
+            exporter_timeout(None, traces, vars(&[])),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            exporter_timeout(None, traces, vars(&[(generic, "3000")])),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            exporter_timeout(None, traces, vars(&[(generic, "3000"), (traces, "1500")])),
+            Duration::from_millis(1500)
+        );
+        // A signal value that is not a number is passed over, as the exporter does.
+        assert_eq!(
+            exporter_timeout(None, traces, vars(&[(generic, "3000"), (traces, "soon")])),
+            Duration::from_secs(3)
+        );
+        // Code beats both.
+        assert_eq!(
+            exporter_timeout(
+                Some(Duration::from_millis(250)),
+                traces,
+                vars(&[(generic, "3000"), (traces, "1500")])
+            ),
+            Duration::from_millis(250)
+        );
+    }
+
+    #[test]
+    fn an_invalid_code_header_is_an_error_naming_it() {
+        let invalid = http_headers(&[("bad header".into(), "x".into())]);
+        assert!(
+            matches!(invalid, Err(InitError::InvalidHeader { ref name }) if name == "bad header"),
+            "{invalid:?}"
+        );
+        let invalid = grpc_metadata(&[("x-tenant".into(), "line\nbreak".into())]);
+        assert!(
+            matches!(invalid, Err(InitError::InvalidHeader { ref name }) if name == "x-tenant"),
+            "{invalid:?}"
+        );
+    }
 }

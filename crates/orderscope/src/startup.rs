@@ -47,6 +47,8 @@ pub(crate) fn log_startup(config: &ResolvedConfig) {
             .collect::<Vec<_>>()
             .join(",")
     });
+    // The headers, timeout and compression set in code; those of the environment variables the
+    // exporter reads itself are not known here.
     let headers = otlp
         .filter(|o| !o.headers.is_empty())
         .map(|o| MaskedHeaders(&o.headers).to_string());
@@ -64,7 +66,7 @@ pub(crate) fn log_startup(config: &ResolvedConfig) {
         endpoint = otlp.map(|o| o.endpoint.as_str()),
         protocol = otlp.map(|o| o.protocol.as_str()),
         headers = headers.as_deref(),
-        export_timeout_ms = otlp.map(|o| millis(o.timeout)),
+        export_timeout_ms = otlp.and_then(|o| o.timeout).map(millis),
         compression = otlp.and_then(|o| o.compression).map(Compression::as_str),
         tls = otlp.map(|o| o.tls_mode().as_str()),
         logs_exporter,

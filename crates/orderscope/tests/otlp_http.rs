@@ -19,11 +19,8 @@ async fn spans_and_log_ids_reach_the_collector_over_http() {
                 "OTEL_RESOURCE_ATTRIBUTES",
                 "deployment.environment.name=test,team=orders".to_owned(),
             ),
-            (
-                "OTEL_EXPORTER_OTLP_HEADERS",
-                "authorization=Bearer%20s3cr3t".to_owned(),
-            ),
         ])
+        .with_otlp_header("authorization", "Bearer s3cr3t")
         .with_log_writer(logs.clone())
         .build()
         .expect("init");
@@ -47,6 +44,14 @@ async fn spans_and_log_ids_reach_the_collector_over_http() {
     );
     assert_eq!(startup["headers"], "authorization=***");
     assert!(!logs.text().contains("s3cr3t"));
+    // The collector got the header with every export.
+    for request in receiver.export_requests() {
+        assert_eq!(
+            request.header("authorization"),
+            ["Bearer s3cr3t"],
+            "{request:?}"
+        );
+    }
 
     tokio::task::block_in_place(|| telemetry.shutdown()).expect("clean shutdown");
 }

@@ -40,12 +40,12 @@ async fn log_records_reach_the_collector_with_span_ids_resource_and_order_fields
         .with_env([
             ("OTEL_LOGS_EXPORTER", "otlp".to_owned()),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.http_endpoint()),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000".to_owned()),
             (
                 "OTEL_RESOURCE_ATTRIBUTES",
                 "deployment.environment.name=test".to_owned(),
             ),
         ])
+        .with_export_timeout(Duration::from_secs(1))
         .with_log_writer(lines.clone())
         .build()
         .expect("init");

@@ -74,7 +74,7 @@ fn a_custom_ca_is_trusted_over_grpc_and_http() {
 }
 
 #[test]
-fn the_environment_names_the_ca_and_compression() {
+fn the_environment_names_the_ca_and_code_asks_for_gzip() {
     let certs = TestCertificates::generate().expect("certificates");
     let receiver =
         OtlpReceiver::start_tls_in_background(ReceiverTls::server(&certs)).expect("receiver");
@@ -90,8 +90,8 @@ fn the_environment_names_the_ca_and_compression() {
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
                 ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
                 ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", ca.as_str()),
-                ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
             ])
+            .with_otlp_compression(Compression::Gzip)
             .with_log_writer(std::io::sink)
             .with_prometheus_recorder(false)
             .build_parts()

@@ -146,9 +146,9 @@ pub async fn closed_collector_port_scenario(protocol: &str) {
         .with_env([
             ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{closed}")),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "300".to_owned()),
             ("OTEL_BSP_SCHEDULE_DELAY", "10".to_owned()),
         ])
+        .with_export_timeout(Duration::from_millis(300))
         .with_shutdown_timeout(SHUTDOWN_BOUND)
         .with_log_writer(std::io::sink)
         .build()

@@ -1,6 +1,7 @@
-//! The order span processor, for the test kit's own pipelines and for the tests of the
-//! instrumentation crates, which do not depend on the facade. The same as
-//! `orderscope::OrderSpanProcessor` (the facade's copy is the one services use).
+//! The span processor that copies the order in scope onto every new span (feature `sdk`). The
+//! one implementation: the facade re-exports it as `orderscope::OrderSpanProcessor`, the test
+//! kit as `orderscope_testing::OrderSpanProcessor`. The instrumentation crates use this crate
+//! without the feature and speak the OpenTelemetry API only.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use opentelemetry::trace::Span as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 
-use orderscope_context::OrderContext;
+use crate::OrderContext;
 
 /// Adds the order fields (`order.id`, `order.channel`, …) as attributes to every span started
 /// while an [`OrderContext`] is in its parent context.
@@ -27,8 +28,7 @@ use orderscope_context::OrderContext;
 /// ```
 /// use opentelemetry::trace::{Tracer, TracerProvider};
 /// use opentelemetry_sdk::trace::SdkTracerProvider;
-/// use orderscope_context::OrderContext;
-/// use orderscope_testing::OrderSpanProcessor;
+/// use orderscope_context::{OrderContext, OrderSpanProcessor};
 ///
 /// let provider = SdkTracerProvider::builder()
 ///     .with_span_processor(OrderSpanProcessor::new())
@@ -55,7 +55,7 @@ impl OrderSpanProcessor {
     ///
     /// ```
     /// use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SimpleSpanProcessor};
-    /// use orderscope_testing::OrderSpanProcessor;
+    /// use orderscope_context::OrderSpanProcessor;
     ///
     /// let exporting = SimpleSpanProcessor::new(InMemorySpanExporter::default());
     /// let provider = SdkTracerProvider::builder()
