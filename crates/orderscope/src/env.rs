@@ -33,6 +33,7 @@ pub const ENV_VARS: &[&str] = &[
     "OTEL_TRACES_EXPORTER",
     "OTEL_TRACES_SAMPLER",
     "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_PROPAGATORS",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -557,6 +558,13 @@ fn percent_decode(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `process_env` passes only these on: a variable `init` reads that is missing here is
+    /// never seen from the process environment (only through `with_env`).
+    #[test]
+    fn every_variable_init_reads_is_taken_from_the_process() {
+        assert!(ENV_VARS.contains(&crate::propagators::OTEL_PROPAGATORS));
+    }
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
