@@ -94,6 +94,7 @@ pub(crate) struct Shared {
     pub(crate) tracer: Arc<LateTracer>,
     pub(crate) confirm_timeout: Option<Duration>,
     pub(crate) keep_caller_trace_context: bool,
+    pub(crate) order_id_header: bool,
     pub(crate) server: Option<(Cow<'static, str>, u16)>,
     pub(crate) cache: PublishCache,
 }
@@ -150,6 +151,7 @@ pub struct TracedChannelBuilder {
     tracer: Option<BoxedTracer>,
     confirm_timeout: Option<Duration>,
     keep_caller_trace_context: bool,
+    order_id_header: bool,
     server: Option<(Cow<'static, str>, u16)>,
     max_destinations: usize,
 }
@@ -182,6 +184,17 @@ impl TracedChannelBuilder {
         self
     }
 
+    /// Also writes the order's id as a plain `x-order-id` header (a long string) on every publish with an order
+    /// in scope, for readers that parse no `baggage`: a consumer in a language without a W3C baggage reader, a
+    /// person looking at messages in the management UI. The id always travels in `baggage` (`order.id`), which
+    /// orderscope's consumers read. Defaults to `false`: the header costs every publish its allocation,
+    /// encoding and bytes on the wire.
+    #[must_use]
+    pub fn order_id_header(mut self, write: bool) -> Self {
+        self.order_id_header = write;
+        self
+    }
+
     /// The broker's host and port, recorded as `server.address` and `server.port` on spans. Defaults to not
     /// recorded (lapin does not expose the peer of a channel).
     #[must_use]
@@ -208,6 +221,7 @@ impl TracedChannelBuilder {
                 tracer: Arc::new(self.tracer.map_or_else(default_tracer, LateTracer::fixed)),
                 confirm_timeout: self.confirm_timeout,
                 keep_caller_trace_context: self.keep_caller_trace_context,
+                order_id_header: self.order_id_header,
                 server: self.server,
                 cache: PublishCache::new(self.max_destinations),
             }),
@@ -279,6 +293,7 @@ impl TracedChannel {
             tracer: None,
             confirm_timeout: Some(DEFAULT_CONFIRM_TIMEOUT),
             keep_caller_trace_context: false,
+            order_id_header: false,
             server: None,
             max_destinations: DEFAULT_MAX_DESTINATIONS,
         }
@@ -332,8 +347,9 @@ impl TracedChannel {
     ///
     /// - Opens the PRODUCER span `publish {exchange}` (the default exchange is `amq.default`) as a child of
     ///   the current context.
-    /// - Writes `traceparent`, `tracestate`, `baggage` and `x-order-id` as long-string headers,
-    ///   `x-published-at-ms`, and the `message_id` (when absent) and `timestamp` (when absent) properties. A
+    /// - Writes `traceparent`, `tracestate` (when not empty) and `baggage` as long-string headers (and
+    ///   `x-order-id` with [`TracedChannelBuilder::order_id_header`]), `x-published-at-ms`, and the
+    ///   `message_id` (when absent) and `timestamp` (when absent) properties. A
     ///   `traceparent` already in the headers (copied from an incoming message, say) is replaced when the
     ///   publish happens inside an active span, and kept otherwise or with
     ///   [`TracedChannelBuilder::keep_caller_trace_context`].
@@ -436,6 +452,9 @@ impl TracedChannel {
             orderscope_context::carrier::inject_amqp_replacing(&cx, &mut headers);
         } else {
             orderscope_context::carrier::inject_amqp(&cx, &mut headers);
+        }
+        if shared.order_id_header {
+            orderscope_context::carrier::insert_order_id(&cx, &mut headers);
         }
         headers.insert(
             ShortString::from(PUBLISHED_AT_MS_HEADER),
