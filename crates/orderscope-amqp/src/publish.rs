@@ -11,8 +11,8 @@ use lapin::message::BasicReturnMessage;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, PublisherConfirm};
-use opentelemetry::global::BoxedTracer;
-use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt};
+use opentelemetry::global::{BoxedSpan, BoxedTracer};
+use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue, StringValue};
 use orderscope_context::LateTracer;
 
@@ -372,7 +372,7 @@ impl TracedChannel {
             .is_none()
             .then(|| SpanNames::transient(exchange.as_str()));
         let names = handles.names.as_ref().or(overflow_names.as_ref());
-        let (cx, message_id, properties) = self.prepare(
+        let (mut span, message_id, properties) = self.prepare(
             &handles,
             names,
             &exchange,
@@ -390,7 +390,6 @@ impl TracedChannel {
             ))
             .await;
         let seconds = start.elapsed().as_secs_f64();
-        let span = cx.span();
         match result {
             Ok(confirmed) => {
                 if confirmed {
@@ -434,8 +433,8 @@ impl TracedChannel {
         }
     }
 
-    /// The span of a publish (started, in the returned context), its message id, and the properties with the
-    /// message id, timestamp and headers written.
+    /// The span of a publish (started), its message id, and the properties with the message id, timestamp and
+    /// headers written. The span stays out of a `Context`: nothing runs inside it.
     fn prepare(
         &self,
         handles: &PublishHandles,
@@ -444,7 +443,7 @@ impl TracedChannel {
         routing_key: &ShortString,
         payload: &[u8],
         properties: BasicProperties,
-    ) -> (Context, Arc<str>, BasicProperties) {
+    ) -> (BoxedSpan, Arc<str>, BasicProperties) {
         let shared = &*self.shared;
         // The id is written once for the property; the span attribute and the outcome share one copy.
         let (properties, message_id) = match properties.message_id() {
@@ -512,27 +511,28 @@ impl TracedChannel {
         let builder = SpanBuilder::from_name(span_name)
             .with_kind(SpanKind::Producer)
             .with_attributes(attributes);
-        let (cx, in_span) = Context::map_current(|parent| {
-            let span = shared.tracer.build_with_context(builder, parent);
-            (parent.with_span(span), parent.has_active_span())
-        });
-
         let mut headers = properties.headers().clone().unwrap_or_default();
-        if in_span && !shared.keep_caller_trace_context {
-            // Headers copied from an incoming message carry its (stale) trace context: this publish belongs
-            // to the span it happens in.
-            orderscope_context::carrier::inject_amqp_replacing(&cx, &mut headers);
-        } else {
-            orderscope_context::carrier::inject_amqp(&cx, &mut headers);
-        }
-        if shared.order_id_header {
-            orderscope_context::carrier::insert_order_id(&cx, &mut headers);
-        }
+        let span = Context::map_current(|parent| {
+            let span = shared.tracer.build_with_context(builder, parent);
+            // Headers copied from an incoming message carry its (stale) trace context: a publish inside an
+            // active span belongs to that span.
+            let replace = parent.has_active_span() && !shared.keep_caller_trace_context;
+            orderscope_context::carrier::inject_amqp_for_span(
+                parent,
+                span.span_context(),
+                &mut headers,
+                replace,
+            );
+            if shared.order_id_header {
+                orderscope_context::carrier::insert_order_id(parent, &mut headers);
+            }
+            span
+        });
         headers.insert(
             ShortString::from(PUBLISHED_AT_MS_HEADER),
             AMQPValue::LongLongInt(i64::try_from(now.as_millis()).unwrap_or(i64::MAX)),
         );
-        (cx, message_id, properties.with_headers(headers))
+        (span, message_id, properties.with_headers(headers))
     }
 
     /// Republishes a copy of a delivered message to `queue` through the default exchange, mandatory, and waits

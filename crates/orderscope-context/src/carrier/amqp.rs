@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector};
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{SpanContext, TraceContextExt};
 
 use crate::drops::{self, DropReason, Tally};
 use crate::keys::X_ORDER_ID;
@@ -91,18 +91,27 @@ fn write(table: &mut FieldTable, cx: &Context, replace_trace: bool) {
         }
         return;
     }
+    let span = cx.span();
+    let sc = span.span_context();
+    let sc = (cx.has_active_span() && sc.is_valid()).then_some(sc);
+    write_w3c(table, cx, sc, replace_trace);
+}
+
+/// The W3C headers: `span`'s trace context (when given), `cx`'s baggage and order.
+fn write_w3c(
+    table: &mut FieldTable,
+    cx: &Context,
+    span: Option<&SpanContext>,
+    replace_trace: bool,
+) {
     let mut injector = FieldTableInjector(table);
     let keep_trace = !replace_trace && injector.0.contains_key(TRACEPARENT);
     if !keep_trace {
-        let span = cx.span();
-        let sc = span.span_context();
-        let tracestate = if cx.has_active_span() && sc.is_valid() {
+        let tracestate = span.and_then(|sc| {
             // Written as bytes straight into the long string: one allocation, no UTF-8 check.
             injector.put(TRACEPARENT, traceparent_bytes(sc).to_vec());
             format_tracestate(sc.trace_state())
-        } else {
-            None
-        };
+        });
         match tracestate {
             Some(ts) => injector.put(TRACESTATE, ts),
             // A replaced traceparent must not travel with the old tracestate.
@@ -141,6 +150,57 @@ pub fn inject_amqp(cx: &Context, headers: &mut FieldTable) {
 /// Like [`inject_amqp`], but replaces a `traceparent`/`tracestate` already in the table.
 pub fn inject_amqp_replacing(cx: &Context, headers: &mut FieldTable) {
     write(headers, cx, true);
+}
+
+/// Writes the headers of [`inject_amqp`] (or, with `replace_trace_context`, of
+/// [`inject_amqp_replacing`]) for `span`, a span started under `cx` and not put in a context: its
+/// trace context, and `cx`'s baggage and order. For instrumentation that writes the headers of the
+/// span it just started and never needs the span in a [`Context`] otherwise.
+///
+/// # Example
+///
+/// ```
+/// use lapin::types::{AMQPValue, FieldTable, LongString};
+/// use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+/// use opentelemetry::Context;
+/// use orderscope_context::{carrier, OrderContext};
+///
+/// let span = SpanContext::new(
+///     TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+///     SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+///     TraceFlags::SAMPLED,
+///     false,
+///     TraceState::NONE,
+/// );
+/// let cx = OrderContext::new("ORD-1")?.to_context(&Context::new());
+/// let mut headers = FieldTable::default();
+/// carrier::inject_amqp_for_span(&cx, &span, &mut headers, false);
+/// assert_eq!(
+///     headers.inner().get("traceparent"),
+///     Some(&AMQPValue::LongString(LongString::from(
+///         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+///     )))
+/// );
+/// assert!(headers.contains_key("baggage"));
+/// # Ok::<(), orderscope_context::OrderContextError>(())
+/// ```
+pub fn inject_amqp_for_span(
+    cx: &Context,
+    span: &SpanContext,
+    headers: &mut FieldTable,
+    replace_trace_context: bool,
+) {
+    if carrier_propagator().is_some() {
+        let cx = cx.with_remote_span_context(span.clone());
+        write(headers, &cx, replace_trace_context);
+        return;
+    }
+    write_w3c(
+        headers,
+        cx,
+        span.is_valid().then_some(span),
+        replace_trace_context,
+    );
 }
 
 /// Writes `x-order-id`, the id of the order in `cx`, as a long string; nothing when `cx` has no
@@ -276,5 +336,55 @@ impl Propagation {
             reader.read(value, &mut tally);
         }
         self.finish(remote, reader, tally)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::{SpanId, TraceFlags, TraceId, TraceState};
+
+    use super::*;
+
+    #[test]
+    fn a_span_outside_the_context_gets_the_headers_of_one_inside() {
+        let span = SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::from_key_value([("ours", "1")]).unwrap(),
+        );
+        let parent = OrderContext::new("ORD-1")
+            .unwrap()
+            .to_context(&Context::new());
+        let inside = parent.with_remote_span_context(span.clone());
+        let copied = |table: &mut FieldTable| {
+            table.insert(
+                "traceparent".into(),
+                AMQPValue::LongString(
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+                ),
+            );
+            table.insert(
+                "tracestate".into(),
+                AMQPValue::LongString("theirs=2".into()),
+            );
+        };
+        for caller_set in [false, true] {
+            for replace in [false, true] {
+                let (mut expected, mut got) = (FieldTable::default(), FieldTable::default());
+                if caller_set {
+                    copied(&mut expected);
+                    copied(&mut got);
+                }
+                write(&mut expected, &inside, replace);
+                inject_amqp_for_span(&parent, &span, &mut got, replace);
+                assert_eq!(
+                    got, expected,
+                    "caller set: {caller_set}, replace: {replace}"
+                );
+                assert!(got.contains_key("baggage"));
+            }
+        }
     }
 }
