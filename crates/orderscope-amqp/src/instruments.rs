@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label};
+use opentelemetry::StringValue;
 use orderscope_metrics::{KeyedHandle, MetricHandle, Overflow, SeriesLimit};
 
 use orderscope_metrics::catalogue::labels::{
@@ -146,7 +147,7 @@ const SENT_SLOTS: usize = 8;
 #[derive(Debug)]
 pub(crate) struct SpanNames {
     pub(crate) span_name: Cow<'static, str>,
-    pub(crate) destination: opentelemetry::StringValue,
+    pub(crate) destination: StringValue,
 }
 
 impl SpanNames {
@@ -165,8 +166,68 @@ impl SpanNames {
         };
         Self {
             span_name: Cow::Owned(format!("publish {destination}")),
-            destination: opentelemetry::StringValue::from(Arc::<str>::from(destination)),
+            destination: StringValue::from(Arc::<str>::from(destination)),
         }
+    }
+}
+
+/// Most routing keys per exchange whose span attributes are kept.
+pub(crate) const MAX_ROUTES: usize = 16;
+
+/// `messaging.destination.name` and `messaging.rabbitmq.destination.routing_key` of publishes with one
+/// exchange and routing key: shared strings, so a publish clones reference counts instead of building them.
+#[derive(Debug)]
+pub(crate) struct Route {
+    routing_key: Box<str>,
+    /// `messaging.destination.name`, see [`publish_destination`].
+    pub(crate) destination: StringValue,
+    /// `messaging.rabbitmq.destination.routing_key`; `None` for an empty routing key.
+    pub(crate) routing_key_value: Option<StringValue>,
+}
+
+impl Route {
+    pub(crate) fn new(exchange: &str, routing_key: &str) -> Self {
+        let key =
+            (!routing_key.is_empty()).then(|| StringValue::from(Arc::<str>::from(routing_key)));
+        let destination = match &key {
+            // The default exchange: the destination is the routing key (the queue).
+            Some(key) if exchange.is_empty() => key.clone(),
+            _ => StringValue::from(Arc::<str>::from(publish_destination(exchange, routing_key))),
+        };
+        Self {
+            routing_key: Box::from(routing_key),
+            destination,
+            routing_key_value: key,
+        }
+    }
+}
+
+/// The [`Route`]s of one exchange, filled once per routing key and read without a lock.
+#[derive(Debug, Default)]
+struct Routes([OnceLock<Route>; MAX_ROUTES]);
+
+impl Routes {
+    fn get(&self, exchange: &str, routing_key: &str) -> Option<&Route> {
+        for slot in &self.0 {
+            // An empty slot takes this routing key; one another publish filled first with another key
+            // is passed over like any other.
+            let route = slot.get_or_init(|| Route::new(exchange, routing_key));
+            if *route.routing_key == *routing_key {
+                return Some(route);
+            }
+        }
+        None
+    }
+}
+
+/// `messaging.destination.name` of a publish, per the RabbitMQ conventions: `{exchange}:{routing key}`, or the
+/// one that is not empty, or `amq.default`.
+pub(crate) fn publish_destination(exchange: &str, routing_key: &str) -> String {
+    match (exchange.is_empty(), routing_key.is_empty()) {
+        (false, false) => format!("{exchange}:{routing_key}"),
+        (false, true) => exchange.to_owned(),
+        (true, false) => routing_key.to_owned(),
+        (true, true) => "amq.default".to_owned(),
     }
 }
 
@@ -176,6 +237,8 @@ pub(crate) struct PublishHandles {
     /// Span name and `messaging.destination.name` value for this exchange; `None` for the overflow entry, which
     /// several exchanges share.
     pub(crate) names: Option<SpanNames>,
+    /// The span attributes of this exchange's routing keys (unused on the overflow entry).
+    routes: Routes,
     sent: [Lazy<Counter>; SENT_SLOTS],
     duration: [Lazy<Histogram>; SENT_SLOTS],
     /// Publishes on a channel without confirms: the duration without an error type.
@@ -205,10 +268,17 @@ impl PublishHandles {
             destination,
             overflow: names.is_none().then(Box::default),
             names,
+            routes: Routes::default(),
             sent: [const { Lazy::new() }; SENT_SLOTS],
             duration: [const { Lazy::new() }; SENT_SLOTS],
             duration_unconfirmed: Lazy::new(),
         }
+    }
+
+    /// The span attributes of publishes to this exchange with `routing_key`: kept for the first
+    /// [`MAX_ROUTES`] routing keys, `None` for further ones. Only for an exchange's own entry (with `names`).
+    pub(crate) fn route(&self, exchange: &str, routing_key: &str) -> Option<&Route> {
+        self.routes.get(exchange, routing_key)
     }
 
     pub(crate) fn record(&self, outcome: SentOutcome, seconds: f64) {
@@ -507,5 +577,50 @@ impl ConsumeHandles {
                 Key::from_parts(OPERATION_DURATION, labels(&self.destination, &extra))
             })
             .record(seconds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attributes(route: &Route) -> (&str, Option<&str>) {
+        (
+            route.destination.as_str(),
+            route.routing_key_value.as_ref().map(StringValue::as_str),
+        )
+    }
+
+    #[test]
+    fn routes_name_the_destination_per_the_conventions() {
+        assert_eq!(attributes(&Route::new("", "work")), ("work", Some("work")));
+        assert_eq!(
+            attributes(&Route::new("orders", "order.created")),
+            ("orders:order.created", Some("order.created"))
+        );
+        assert_eq!(attributes(&Route::new("orders", "")), ("orders", None));
+        assert_eq!(attributes(&Route::new("", "")), ("amq.default", None));
+    }
+
+    #[test]
+    fn an_exchange_keeps_the_routes_of_its_first_routing_keys() {
+        let handles = PublishHandles::new("orders".to_owned(), Some(SpanNames::new("orders")));
+        let keys: Vec<String> = (0..=MAX_ROUTES).map(|i| format!("order.{i}")).collect();
+        for key in &keys[..MAX_ROUTES] {
+            let route = handles.route("orders", key).expect("kept");
+            assert_eq!(
+                attributes(route),
+                (format!("orders:{key}").as_str(), Some(key.as_str()))
+            );
+        }
+        // Kept: the same strings on the next publish, in any order.
+        for key in keys[..MAX_ROUTES].iter().rev() {
+            let first = handles.route("orders", key).unwrap();
+            let again = handles.route("orders", key).unwrap();
+            assert!(std::ptr::eq(first, again));
+            assert_eq!(first.routing_key_value.as_ref().unwrap().as_str(), key);
+        }
+        // Past the limit: not kept (the publish builds its own).
+        assert!(handles.route("orders", &keys[MAX_ROUTES]).is_none());
     }
 }

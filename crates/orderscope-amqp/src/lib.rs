@@ -3,8 +3,8 @@
 //! # Overview
 //!
 //! - **Publish** — [`TracedChannel::publish`] opens the PRODUCER span `publish {exchange}`, writes the trace
-//!   context, baggage and `x-order-id` as long-string headers, sets `message_id`, `timestamp` and
-//!   `x-published-at-ms`, and — on a channel in confirm mode — waits for the broker's confirm inside the span.
+//!   context and baggage as long-string headers (and `x-order-id` when asked), sets `message_id`, `timestamp`
+//!   and `x-published-at-ms`, and — on a channel in confirm mode — waits for the broker's confirm inside the span.
 //!   The outcome (`ack`, `nack`, `returned`, `timeout`, `channel_closed`) goes to the span, to
 //!   `messaging_client_sent_messages_total` and `messaging_client_operation_duration_seconds`, and anything
 //!   but `ack` to the caller as a [`PublishError`]. A mandatory message no queue takes — the silent loss —

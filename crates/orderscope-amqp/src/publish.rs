@@ -10,14 +10,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use lapin::message::BasicReturnMessage;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation};
-use opentelemetry::global::BoxedTracer;
-use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt};
-use opentelemetry::{Context, KeyValue};
+use lapin::{BasicProperties, Channel, Confirmation, PublisherConfirm};
+use opentelemetry::global::{BoxedSpan, BoxedTracer};
+use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, Status, TraceContextExt};
+use opentelemetry::{Context, KeyValue, StringValue};
 use orderscope_context::LateTracer;
 
 use crate::consume::{ConsumerConfig, TracedConsumer};
-use crate::instruments::{PublishCache, SentOutcome, SpanNames};
+use crate::instruments::{PublishCache, PublishHandles, Route, SentOutcome, SpanNames};
 
 /// Header carrying the publish time in milliseconds since the Unix epoch (a long-long integer).
 pub const PUBLISHED_AT_MS_HEADER: &str = "x-published-at-ms";
@@ -70,7 +70,7 @@ impl PublishError {
 /// A successful publish.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublishOutcome {
-    message_id: ShortString,
+    message_id: Arc<str>,
     confirmed: bool,
 }
 
@@ -78,7 +78,7 @@ impl PublishOutcome {
     /// The message's `message_id` (the caller's, or the one assigned on publish).
     #[must_use]
     pub fn message_id(&self) -> &str {
-        self.message_id.as_str()
+        &self.message_id
     }
 
     /// `true` when the broker confirmed the message; `false` when the channel is not in confirm mode, so
@@ -94,6 +94,7 @@ pub(crate) struct Shared {
     pub(crate) tracer: Arc<LateTracer>,
     pub(crate) confirm_timeout: Option<Duration>,
     pub(crate) keep_caller_trace_context: bool,
+    pub(crate) order_id_header: bool,
     pub(crate) server: Option<(Cow<'static, str>, u16)>,
     pub(crate) cache: PublishCache,
 }
@@ -150,6 +151,7 @@ pub struct TracedChannelBuilder {
     tracer: Option<BoxedTracer>,
     confirm_timeout: Option<Duration>,
     keep_caller_trace_context: bool,
+    order_id_header: bool,
     server: Option<(Cow<'static, str>, u16)>,
     max_destinations: usize,
 }
@@ -182,6 +184,17 @@ impl TracedChannelBuilder {
         self
     }
 
+    /// Also writes the order's id as a plain `x-order-id` header (a long string) on every publish with an order
+    /// in scope, for readers that parse no `baggage`: a consumer in a language without a W3C baggage reader, a
+    /// person looking at messages in the management UI. The id always travels in `baggage` (`order.id`), which
+    /// orderscope's consumers read. Defaults to `false`: the header costs every publish its allocation,
+    /// encoding and bytes on the wire.
+    #[must_use]
+    pub fn order_id_header(mut self, write: bool) -> Self {
+        self.order_id_header = write;
+        self
+    }
+
     /// The broker's host and port, recorded as `server.address` and `server.port` on spans. Defaults to not
     /// recorded (lapin does not expose the peer of a channel).
     #[must_use]
@@ -208,6 +221,7 @@ impl TracedChannelBuilder {
                 tracer: Arc::new(self.tracer.map_or_else(default_tracer, LateTracer::fixed)),
                 confirm_timeout: self.confirm_timeout,
                 keep_caller_trace_context: self.keep_caller_trace_context,
+                order_id_header: self.order_id_header,
                 server: self.server,
                 cache: PublishCache::new(self.max_destinations),
             }),
@@ -230,17 +244,6 @@ pub(crate) fn scope() -> opentelemetry::InstrumentationScope {
 /// channel or consumer built before `orderscope::init` traces once it has run.
 pub(crate) fn default_tracer() -> LateTracer {
     LateTracer::global(scope())
-}
-
-/// `messaging.destination.name` of a publish, per the RabbitMQ conventions: `{exchange}:{routing key}`, or the
-/// one that is not empty, or `amq.default`.
-pub(crate) fn publish_destination(exchange: &str, routing_key: &str) -> String {
-    match (exchange.is_empty(), routing_key.is_empty()) {
-        (false, false) => format!("{exchange}:{routing_key}"),
-        (false, true) => exchange.to_owned(),
-        (true, false) => routing_key.to_owned(),
-        (true, true) => "amq.default".to_owned(),
-    }
 }
 
 /// `messaging.destination.name` of a delivery: `{exchange}:{routing key}:{queue}`, empty parts left out, and the
@@ -279,6 +282,7 @@ impl TracedChannel {
             tracer: None,
             confirm_timeout: Some(DEFAULT_CONFIRM_TIMEOUT),
             keep_caller_trace_context: false,
+            order_id_header: false,
             server: None,
             max_destinations: DEFAULT_MAX_DESTINATIONS,
         }
@@ -332,8 +336,9 @@ impl TracedChannel {
     ///
     /// - Opens the PRODUCER span `publish {exchange}` (the default exchange is `amq.default`) as a child of
     ///   the current context.
-    /// - Writes `traceparent`, `tracestate`, `baggage` and `x-order-id` as long-string headers,
-    ///   `x-published-at-ms`, and the `message_id` (when absent) and `timestamp` (when absent) properties. A
+    /// - Writes `traceparent`, `tracestate` (when not empty) and `baggage` as long-string headers (and
+    ///   `x-order-id` with [`TracedChannelBuilder::order_id_header`]), `x-published-at-ms`, and the
+    ///   `message_id` (when absent) and `timestamp` (when absent) properties. A
     ///   `traceparent` already in the headers (copied from an incoming message, say) is replaced when the
     ///   publish happens inside an active span, and kept otherwise or with
     ///   [`TracedChannelBuilder::keep_caller_trace_context`].
@@ -358,96 +363,33 @@ impl TracedChannel {
         payload: &[u8],
         properties: BasicProperties,
     ) -> Result<PublishOutcome, PublishError> {
+        // Only what the outcome needs is kept across the wait for the confirm: this future is moved and
+        // allocated by every caller that runs publishes concurrently.
         let start = Instant::now();
-        let shared = &*self.shared;
-        let handles = shared.cache.get(exchange.as_str());
-
-        let (properties, message_id) = match properties.message_id() {
-            Some(id) => {
-                let id = id.clone();
-                (properties, id)
-            }
-            None => {
-                let id = next_message_id();
-                (properties.with_message_id(id.clone()), id)
-            }
-        };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let properties = if properties.timestamp().is_none() {
-            properties.with_timestamp(now.as_secs())
-        } else {
-            properties
-        };
-
-        let overflow_names;
-        let names = match &handles.names {
-            Some(names) => names,
-            None => {
-                overflow_names = SpanNames::transient(exchange.as_str());
-                &overflow_names
-            }
-        };
-        let mut attributes = Vec::with_capacity(9);
-        attributes.push(KeyValue::new("messaging.system", "rabbitmq"));
-        attributes.push(KeyValue::new("messaging.operation.name", "publish"));
-        attributes.push(KeyValue::new("messaging.operation.type", "send"));
-        attributes.push(KeyValue::new(
-            "messaging.destination.name",
-            publish_destination(exchange.as_str(), routing_key.as_str()),
-        ));
-        if !routing_key.as_str().is_empty() {
-            attributes.push(KeyValue::new(
-                "messaging.rabbitmq.destination.routing_key",
-                routing_key.as_str().to_owned(),
-            ));
-        }
-        attributes.push(KeyValue::new(
-            "messaging.message.id",
-            message_id.as_str().to_owned(),
-        ));
-        attributes.push(KeyValue::new(
-            "messaging.message.body.size",
-            i64::try_from(payload.len()).unwrap_or(i64::MAX),
-        ));
-        if let Some(id) = properties.correlation_id() {
-            attributes.push(KeyValue::new(
-                "messaging.message.conversation_id",
-                id.as_str().to_owned(),
-            ));
-        }
-        if let Some((address, port)) = &shared.server {
-            attributes.push(KeyValue::new("server.address", address.clone()));
-            attributes.push(KeyValue::new("server.port", i64::from(*port)));
-        }
-        let builder = SpanBuilder::from_name(names.span_name.clone())
-            .with_kind(SpanKind::Producer)
-            .with_attributes(attributes);
-        let (cx, in_span) = Context::map_current(|parent| {
-            let span = shared.tracer.build_with_context(builder, parent);
-            (parent.with_span(span), parent.has_active_span())
-        });
-
-        let mut headers = properties.headers().clone().unwrap_or_default();
-        if in_span && !shared.keep_caller_trace_context {
-            // Headers copied from an incoming message carry its (stale) trace context: this publish belongs
-            // to the span it happens in.
-            orderscope_context::carrier::inject_amqp_replacing(&cx, &mut headers);
-        } else {
-            orderscope_context::carrier::inject_amqp(&cx, &mut headers);
-        }
-        headers.insert(
-            ShortString::from(PUBLISHED_AT_MS_HEADER),
-            AMQPValue::LongLongInt(i64::try_from(now.as_millis()).unwrap_or(i64::MAX)),
+        let handles = self.shared.cache.get(exchange.as_str());
+        let overflow_names = handles
+            .names
+            .is_none()
+            .then(|| SpanNames::transient(exchange.as_str()));
+        let names = handles.names.as_ref().or(overflow_names.as_ref());
+        let (mut span, message_id, properties) = self.prepare(
+            &handles,
+            names,
+            &exchange,
+            &routing_key,
+            payload,
+            properties,
         );
-        let properties = properties.with_headers(headers);
-
         let result = self
-            .confirm(exchange, routing_key, options, payload, properties)
+            .confirm(self.channel.basic_publish(
+                exchange,
+                routing_key,
+                options,
+                payload,
+                properties,
+            ))
             .await;
         let seconds = start.elapsed().as_secs_f64();
-        let span = cx.span();
         match result {
             Ok(confirmed) => {
                 if confirmed {
@@ -480,8 +422,8 @@ impl TracedChannel {
                 span.set_status(Status::error(error.to_string()));
                 span.end();
                 tracing::warn!(
-                    exchange = names.destination.as_str(),
-                    message_id = message_id.as_str(),
+                    exchange = names.map_or("", |n| n.destination.as_str()),
+                    message_id = &*message_id,
                     outcome = outcome.outcome(),
                     error = %error,
                     "message not confirmed by the broker"
@@ -489,6 +431,108 @@ impl TracedChannel {
                 Err(error)
             }
         }
+    }
+
+    /// The span of a publish (started), its message id, and the properties with the message id, timestamp and
+    /// headers written. The span stays out of a `Context`: nothing runs inside it.
+    fn prepare(
+        &self,
+        handles: &PublishHandles,
+        names: Option<&SpanNames>,
+        exchange: &ShortString,
+        routing_key: &ShortString,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> (BoxedSpan, Arc<str>, BasicProperties) {
+        let shared = &*self.shared;
+        // The id is written once for the property; the span attribute and the outcome share one copy.
+        let (properties, message_id) = match properties.message_id() {
+            Some(id) => {
+                let id = Arc::<str>::from(id.as_str());
+                (properties, id)
+            }
+            None => {
+                let id = next_message_id();
+                let shared_id = Arc::<str>::from(id.as_str());
+                (properties.with_message_id(ShortString::from(id)), shared_id)
+            }
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let properties = if properties.timestamp().is_none() {
+            properties.with_timestamp(now.as_secs())
+        } else {
+            properties
+        };
+
+        let transient_route;
+        let route = match names.and_then(|_| handles.route(exchange.as_str(), routing_key.as_str()))
+        {
+            Some(route) => route,
+            None => {
+                transient_route = Route::new(exchange.as_str(), routing_key.as_str());
+                &transient_route
+            }
+        };
+        let mut attributes = Vec::with_capacity(9);
+        attributes.push(KeyValue::new("messaging.system", "rabbitmq"));
+        attributes.push(KeyValue::new("messaging.operation.name", "publish"));
+        attributes.push(KeyValue::new("messaging.operation.type", "send"));
+        attributes.push(KeyValue::new(
+            "messaging.destination.name",
+            route.destination.clone(),
+        ));
+        if let Some(routing_key) = &route.routing_key_value {
+            attributes.push(KeyValue::new(
+                "messaging.rabbitmq.destination.routing_key",
+                routing_key.clone(),
+            ));
+        }
+        attributes.push(KeyValue::new(
+            "messaging.message.id",
+            StringValue::from(Arc::clone(&message_id)),
+        ));
+        attributes.push(KeyValue::new(
+            "messaging.message.body.size",
+            i64::try_from(payload.len()).unwrap_or(i64::MAX),
+        ));
+        if let Some(id) = properties.correlation_id() {
+            attributes.push(KeyValue::new(
+                "messaging.message.conversation_id",
+                id.as_str().to_owned(),
+            ));
+        }
+        if let Some((address, port)) = &shared.server {
+            attributes.push(KeyValue::new("server.address", address.clone()));
+            attributes.push(KeyValue::new("server.port", i64::from(*port)));
+        }
+        let span_name = names.map_or(Cow::Borrowed("publish"), |n| n.span_name.clone());
+        let builder = SpanBuilder::from_name(span_name)
+            .with_kind(SpanKind::Producer)
+            .with_attributes(attributes);
+        let mut headers = properties.headers().clone().unwrap_or_default();
+        let span = Context::map_current(|parent| {
+            let span = shared.tracer.build_with_context(builder, parent);
+            // Headers copied from an incoming message carry its (stale) trace context: a publish inside an
+            // active span belongs to that span.
+            let replace = parent.has_active_span() && !shared.keep_caller_trace_context;
+            orderscope_context::carrier::inject_amqp_for_span(
+                parent,
+                span.span_context(),
+                &mut headers,
+                replace,
+            );
+            if shared.order_id_header {
+                orderscope_context::carrier::insert_order_id(parent, &mut headers);
+            }
+            span
+        });
+        headers.insert(
+            ShortString::from(PUBLISHED_AT_MS_HEADER),
+            AMQPValue::LongLongInt(i64::try_from(now.as_millis()).unwrap_or(i64::MAX)),
+        );
+        (span, message_id, properties.with_headers(headers))
     }
 
     /// Republishes a copy of a delivered message to `queue` through the default exchange, mandatory, and waits
@@ -505,7 +549,13 @@ impl TracedChannel {
             ..BasicPublishOptions::default()
         };
         match self
-            .confirm("".into(), queue.into(), options, payload, properties)
+            .confirm(self.channel.basic_publish(
+                "".into(),
+                queue.into(),
+                options,
+                payload,
+                properties,
+            ))
             .await?
         {
             true => Ok(()),
@@ -514,20 +564,13 @@ impl TracedChannel {
         }
     }
 
-    /// Publishes and waits for the confirm; `Ok(true)` when acked, `Ok(false)` when not in confirm mode.
+    /// Runs `publish` (lapin's `basic_publish`) and waits for the confirm; `Ok(true)` when acked, `Ok(false)`
+    /// when not in confirm mode.
     async fn confirm(
         &self,
-        exchange: ShortString,
-        routing_key: ShortString,
-        options: BasicPublishOptions,
-        payload: &[u8],
-        properties: BasicProperties,
+        publish: impl Future<Output = lapin::Result<PublisherConfirm>>,
     ) -> Result<bool, PublishError> {
-        let confirm = self
-            .channel
-            .basic_publish(exchange, routing_key, options, payload, properties)
-            .await
-            .map_err(PublishError::ChannelClosed)?;
+        let confirm = publish.await.map_err(PublishError::ChannelClosed)?;
         let confirmation = match self.shared.confirm_timeout {
             Some(timeout)
                 if self.channel.status().confirm()
@@ -561,11 +604,11 @@ fn returned_reason(reply_code: u16) -> &'static str {
     }
 }
 
-/// A unique message id: a random per-process prefix and a counter.
-fn next_message_id() -> ShortString {
-    static PREFIX: OnceLock<u64> = OnceLock::new();
+/// A unique message id: a random per-process prefix and a counter, `{prefix:016x}-{n}`.
+fn next_message_id() -> String {
+    static PREFIX: OnceLock<String> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| {
+    let prefix = PREFIX.get_or_init(|| {
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u128(
             SystemTime::now()
@@ -574,22 +617,30 @@ fn next_message_id() -> ShortString {
                 .as_nanos(),
         );
         hasher.write_u32(std::process::id());
-        hasher.finish()
+        format!("{:016x}-", hasher.finish())
     });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    ShortString::from(format!("{prefix:016x}-{n}"))
+    let mut n = itoa::Buffer::new();
+    let n = n.format(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let mut id = String::with_capacity(prefix.len() + n.len());
+    id.push_str(prefix);
+    id.push_str(n);
+    id
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::instruments::publish_destination;
 
     #[test]
     fn message_ids_are_unique() {
         let a = next_message_id();
         let b = next_message_id();
         assert_ne!(a, b);
-        assert_eq!(a.as_str().as_bytes()[16], b'-');
+        assert_eq!(a.as_bytes()[16], b'-');
+        assert!(a[..16].bytes().all(|b| b.is_ascii_hexdigit()));
+        let (n_a, n_b): (u64, u64) = (a[17..].parse().unwrap(), b[17..].parse().unwrap());
+        assert!(n_b > n_a, "{a} then {b}");
     }
 
     #[test]

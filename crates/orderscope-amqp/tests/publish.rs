@@ -90,6 +90,7 @@ async fn acked_publish_keeps_caller_headers_and_traceparent() {
     bind(&channel, &queue, &exchange, "k").await;
     let traced = TracedChannel::builder(channel.clone())
         .tracer(tracer(spans().provider()))
+        .order_id_header(true)
         .build();
 
     let caller_traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";

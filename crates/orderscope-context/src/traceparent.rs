@@ -159,21 +159,40 @@ fn parse_trimmed(b: &[u8]) -> Option<TraceParent> {
 
 /// Writes a version-00 `traceparent` for a valid span context.
 pub(crate) fn format_traceparent(sc: &SpanContext) -> String {
+    // Only ASCII hex digits and dashes were written.
+    String::from_utf8(traceparent_bytes(sc).to_vec()).unwrap_or_default()
+}
+
+/// The bytes of a version-00 `traceparent` for a valid span context, for carriers that store
+/// bytes (an AMQP long string): no allocation, no UTF-8 check.
+pub(crate) fn traceparent_bytes(sc: &SpanContext) -> [u8; TRACEPARENT_LEN] {
     let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
-    for (i, b) in sc.trace_id().to_bytes().into_iter().enumerate() {
-        out[3 + 2 * i] = HEX[usize::from(b >> 4)];
-        out[4 + 2 * i] = HEX[usize::from(b & 0xf)];
+    let mut at = 3;
+    for b in sc.trace_id().to_bytes() {
+        out[at..at + 2].copy_from_slice(&HEX_PAIR[usize::from(b)]);
+        at += 2;
     }
-    for (i, b) in sc.span_id().to_bytes().into_iter().enumerate() {
-        out[36 + 2 * i] = HEX[usize::from(b >> 4)];
-        out[37 + 2 * i] = HEX[usize::from(b & 0xf)];
+    at += 1;
+    for b in sc.span_id().to_bytes() {
+        out[at..at + 2].copy_from_slice(&HEX_PAIR[usize::from(b)]);
+        at += 2;
     }
     if sc.is_sampled() {
         out[54] = b'1';
     }
-    // Only ASCII hex digits and dashes were written.
-    String::from_utf8(out.to_vec()).unwrap_or_default()
+    out
 }
+
+/// The two lower-case hex digits of each byte: one table load per byte written.
+static HEX_PAIR: [[u8; 2]; 256] = {
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [HEX[i >> 4], HEX[i & 0xf]];
+        i += 1;
+    }
+    table
+};
 
 fn is_key_char(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'*' | b'/')

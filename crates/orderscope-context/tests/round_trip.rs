@@ -104,6 +104,11 @@ fn http_to_amqp_to_http() {
 
         let mut table = FieldTable::default();
         carrier::inject_amqp(at_publisher.context(), &mut table);
+        assert!(
+            !table.contains_key(keys::X_ORDER_ID),
+            "not in the default set"
+        );
+        carrier::insert_order_id(at_publisher.context(), &mut table);
         for key in ["traceparent", "tracestate", "baggage", "x-order-id"] {
             assert!(
                 matches!(table.inner().get(key), Some(AMQPValue::LongString(_))),
@@ -154,8 +159,14 @@ fn generic_injectors_match_the_direct_paths() {
         !table.contains_key("x-order-id"),
         "plain Injector::set writes what it is given"
     );
+    let mut direct = FieldTable::default();
+    carrier::inject_amqp(&cx, &mut direct);
     FieldTableInjector(&mut table).inject_context(&cx);
-    assert!(table.contains_key("x-order-id"));
+    assert_eq!(
+        table, direct,
+        "inject_context writes what inject_amqp writes"
+    );
+    assert!(!table.contains_key("x-order-id"));
 }
 
 #[test]

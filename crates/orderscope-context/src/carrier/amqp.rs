@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::{SpanContext, TraceContextExt};
 
 use crate::drops::{self, DropReason, Tally};
 use crate::keys::X_ORDER_ID;
 use crate::order::OrderContext;
 use crate::propagation::{BAGGAGE, Extracted, Headers, Propagation, TRACEPARENT, TRACESTATE};
 use crate::propagator::carrier_propagator;
+use crate::traceparent::{format_tracestate, traceparent_bytes};
 
 /// MassTransit's header holding the W3C `traceparent` of the sending activity.
 pub const MT_ACTIVITY_ID: &str = "MT-Activity-Id";
@@ -26,19 +28,18 @@ pub const CORRELATION_CONTEXT: &str = "Correlation-Context";
 ///   [`inject_amqp_replacing`] replaces them.
 /// - A key longer than 255 bytes cannot be an AMQP field name: it is dropped and counted
 ///   (`reason="header_invalid"`), never a panic.
-/// - `x-order-id` is written by [`inject_amqp`] and [`FieldTableInjector::inject_context`],
-///   not by the plain [`Injector::set`].
+/// - `x-order-id` is written only by [`insert_order_id`].
 #[derive(Debug)]
 pub struct FieldTableInjector<'a>(pub &'a mut FieldTable);
 
 impl FieldTableInjector<'_> {
-    /// Writes `traceparent`, `tracestate` (when not empty), `baggage` and `x-order-id` for
-    /// `cx`, keeping a caller-set `traceparent` (and its `tracestate`).
+    /// Writes `traceparent`, `tracestate` (when not empty) and `baggage` for `cx`, keeping a
+    /// caller-set `traceparent` (and its `tracestate`); [`inject_amqp`].
     pub fn inject_context(&mut self, cx: &Context) {
         write(self.0, cx, false);
     }
 
-    fn put(&mut self, key: &str, value: String) {
+    fn put(&mut self, key: &str, value: impl Into<Vec<u8>>) {
         match ShortString::try_new(key) {
             Ok(key) => {
                 self.0
@@ -88,36 +89,45 @@ fn write(table: &mut FieldTable, cx: &Context, replace_trace: bool) {
         } else {
             propagator.inject_context(cx, &mut FieldTableInjector(table));
         }
-        let order = cx.get::<OrderContext>();
-        if let Some(order) = order {
-            FieldTableInjector(table).put(X_ORDER_ID, order.id().to_owned());
-        }
         return;
     }
-    let headers = Headers::of(cx);
+    let span = cx.span();
+    let sc = span.span_context();
+    let sc = (cx.has_active_span() && sc.is_valid()).then_some(sc);
+    write_w3c(table, cx, sc, replace_trace);
+}
+
+/// The W3C headers: `span`'s trace context (when given), `cx`'s baggage and order.
+fn write_w3c(
+    table: &mut FieldTable,
+    cx: &Context,
+    span: Option<&SpanContext>,
+    replace_trace: bool,
+) {
     let mut injector = FieldTableInjector(table);
     let keep_trace = !replace_trace && injector.0.contains_key(TRACEPARENT);
     if !keep_trace {
-        if let Some(tp) = headers.traceparent {
-            injector.put(TRACEPARENT, tp);
-        }
-        match headers.tracestate {
+        let tracestate = span.and_then(|sc| {
+            // Written as bytes straight into the long string: one allocation, no UTF-8 check.
+            injector.put(TRACEPARENT, traceparent_bytes(sc).to_vec());
+            format_tracestate(sc.trace_state())
+        });
+        match tracestate {
             Some(ts) => injector.put(TRACESTATE, ts),
             // A replaced traceparent must not travel with the old tracestate.
             None if replace_trace => without(injector.0, TRACESTATE),
             None => {}
         }
     }
-    if let Some(b) = headers.baggage {
+    if let Some(b) = Headers::of_parts(cx, false, true).baggage {
         injector.put(BAGGAGE, b);
-    }
-    if let Some(order) = cx.get::<OrderContext>() {
-        injector.put(X_ORDER_ID, order.id().to_owned());
     }
 }
 
-/// Writes `cx` into AMQP message headers: `traceparent`, `tracestate` (when not empty),
-/// `baggage` and `x-order-id`, all as long strings. A caller-set `traceparent` is kept.
+/// Writes `cx` into AMQP message headers: `traceparent`, `tracestate` (when not empty) and
+/// `baggage`, all as long strings. A caller-set `traceparent` is kept.
+///
+/// `x-order-id` is not part of this set: [`insert_order_id`] adds it.
 ///
 /// # Example
 ///
@@ -129,7 +139,8 @@ fn write(table: &mut FieldTable, cx: &Context, replace_trace: bool) {
 /// let mut headers = FieldTable::default();
 /// let cx = OrderContext::new("ORD-1")?.to_context(&Context::new());
 /// carrier::inject_amqp(&cx, &mut headers);
-/// assert!(matches!(headers.inner().get("x-order-id"), Some(AMQPValue::LongString(_))));
+/// assert!(matches!(headers.inner().get("baggage"), Some(AMQPValue::LongString(_))));
+/// assert!(!headers.contains_key("x-order-id"));
 /// # Ok::<(), orderscope_context::OrderContextError>(())
 /// ```
 pub fn inject_amqp(cx: &Context, headers: &mut FieldTable) {
@@ -139,6 +150,83 @@ pub fn inject_amqp(cx: &Context, headers: &mut FieldTable) {
 /// Like [`inject_amqp`], but replaces a `traceparent`/`tracestate` already in the table.
 pub fn inject_amqp_replacing(cx: &Context, headers: &mut FieldTable) {
     write(headers, cx, true);
+}
+
+/// Writes the headers of [`inject_amqp`] (or, with `replace_trace_context`, of
+/// [`inject_amqp_replacing`]) for `span`, a span started under `cx` and not put in a context: its
+/// trace context, and `cx`'s baggage and order. For instrumentation that writes the headers of the
+/// span it just started and never needs the span in a [`Context`] otherwise.
+///
+/// # Example
+///
+/// ```
+/// use lapin::types::{AMQPValue, FieldTable, LongString};
+/// use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+/// use opentelemetry::Context;
+/// use orderscope_context::{carrier, OrderContext};
+///
+/// let span = SpanContext::new(
+///     TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+///     SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+///     TraceFlags::SAMPLED,
+///     false,
+///     TraceState::NONE,
+/// );
+/// let cx = OrderContext::new("ORD-1")?.to_context(&Context::new());
+/// let mut headers = FieldTable::default();
+/// carrier::inject_amqp_for_span(&cx, &span, &mut headers, false);
+/// assert_eq!(
+///     headers.inner().get("traceparent"),
+///     Some(&AMQPValue::LongString(LongString::from(
+///         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+///     )))
+/// );
+/// assert!(headers.contains_key("baggage"));
+/// # Ok::<(), orderscope_context::OrderContextError>(())
+/// ```
+pub fn inject_amqp_for_span(
+    cx: &Context,
+    span: &SpanContext,
+    headers: &mut FieldTable,
+    replace_trace_context: bool,
+) {
+    if carrier_propagator().is_some() {
+        let cx = cx.with_remote_span_context(span.clone());
+        write(headers, &cx, replace_trace_context);
+        return;
+    }
+    write_w3c(
+        headers,
+        cx,
+        span.is_valid().then_some(span),
+        replace_trace_context,
+    );
+}
+
+/// Writes `x-order-id`, the id of the order in `cx`, as a long string; nothing when `cx` has no
+/// order. The id already travels in `baggage` (`order.id`): this plain copy is for readers that
+/// parse no baggage.
+///
+/// # Example
+///
+/// ```
+/// use lapin::types::{AMQPValue, FieldTable, LongString};
+/// use opentelemetry::Context;
+/// use orderscope_context::{carrier, OrderContext};
+///
+/// let mut headers = FieldTable::default();
+/// let cx = OrderContext::new("ORD-1")?.to_context(&Context::new());
+/// carrier::insert_order_id(&cx, &mut headers);
+/// assert_eq!(
+///     headers.inner().get("x-order-id"),
+///     Some(&AMQPValue::LongString(LongString::from("ORD-1")))
+/// );
+/// # Ok::<(), orderscope_context::OrderContextError>(())
+/// ```
+pub fn insert_order_id(cx: &Context, headers: &mut FieldTable) {
+    if let Some(order) = cx.get::<OrderContext>() {
+        FieldTableInjector(headers).put(X_ORDER_ID, order.id().as_bytes());
+    }
 }
 
 /// Reads headers from an AMQP header table; an OpenTelemetry [`Extractor`].
@@ -248,5 +336,55 @@ impl Propagation {
             reader.read(value, &mut tally);
         }
         self.finish(remote, reader, tally)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::{SpanId, TraceFlags, TraceId, TraceState};
+
+    use super::*;
+
+    #[test]
+    fn a_span_outside_the_context_gets_the_headers_of_one_inside() {
+        let span = SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::from_key_value([("ours", "1")]).unwrap(),
+        );
+        let parent = OrderContext::new("ORD-1")
+            .unwrap()
+            .to_context(&Context::new());
+        let inside = parent.with_remote_span_context(span.clone());
+        let copied = |table: &mut FieldTable| {
+            table.insert(
+                "traceparent".into(),
+                AMQPValue::LongString(
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+                ),
+            );
+            table.insert(
+                "tracestate".into(),
+                AMQPValue::LongString("theirs=2".into()),
+            );
+        };
+        for caller_set in [false, true] {
+            for replace in [false, true] {
+                let (mut expected, mut got) = (FieldTable::default(), FieldTable::default());
+                if caller_set {
+                    copied(&mut expected);
+                    copied(&mut got);
+                }
+                write(&mut expected, &inside, replace);
+                inject_amqp_for_span(&parent, &span, &mut got, replace);
+                assert_eq!(
+                    got, expected,
+                    "caller set: {caller_set}, replace: {replace}"
+                );
+                assert!(got.contains_key("baggage"));
+            }
+        }
     }
 }

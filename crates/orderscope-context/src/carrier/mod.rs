@@ -40,5 +40,5 @@ mod amqp;
 #[cfg(feature = "amqp")]
 pub use self::amqp::{
     CORRELATION_CONTEXT, FieldTableExtractor, FieldTableInjector, MT_ACTIVITY_ID, inject_amqp,
-    inject_amqp_replacing,
+    inject_amqp_for_span, inject_amqp_replacing, insert_order_id,
 };
