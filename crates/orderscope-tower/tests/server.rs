@@ -682,6 +682,47 @@ fn the_order_extractor() {
     });
 }
 
+/// The layer keeps the order in the context, not in the request extensions; an order a middleware
+/// puts in the extensions (one it read from the payload, say) is the one the extractor gives.
+#[test]
+fn the_order_extractor_prefers_an_order_a_middleware_put_in_the_extensions() {
+    let metrics = LocalMetrics::new();
+    async fn required(order: Order) -> String {
+        order.id().to_owned()
+    }
+    async fn from_payload(mut request: Request<Body>) -> Request<Body> {
+        let order = OrderContext::new("ORD-FROM-PAYLOAD").expect("valid id");
+        request.extensions_mut().insert(order);
+        request
+    }
+    let plain = Router::new()
+        .route("/required", get(required))
+        .layer(ServerLayer::new());
+    let with_middleware = Router::new()
+        .route("/required", get(required))
+        .layer(axum::middleware::map_request(from_payload))
+        .layer(ServerLayer::new());
+
+    run(&metrics, async {
+        let with_order = || {
+            Request::get("/required")
+                .header("baggage", "order.id=ORD-7")
+                .body(Body::empty())
+                .expect("request")
+        };
+        let (status, body) = send(&plain, with_order()).await;
+        assert_eq!(
+            (status, body.as_ref()),
+            (StatusCode::OK, "ORD-7".as_bytes())
+        );
+        let (status, body) = send(&with_middleware, with_order()).await;
+        assert_eq!(
+            (status, body.as_ref()),
+            (StatusCode::OK, "ORD-FROM-PAYLOAD".as_bytes())
+        );
+    });
+}
+
 #[test]
 fn handler_code_runs_with_the_server_span_and_order_current() {
     use opentelemetry::trace::TraceContextExt;
