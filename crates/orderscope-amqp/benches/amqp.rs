@@ -2,7 +2,8 @@
 //! messages:
 //!
 //! - `amqp/publish_confirm_bare` vs `amqp/publish_confirm_orderscope`: 32 publishes in flight, each awaited to
-//!   its confirm;
+//!   its confirm; `amqp/publish_confirm_bare_same_headers` is bare lapin sending the headers and properties
+//!   orderscope adds (fixed values), the broker's share of the difference;
 //! - `amqp/consume_ack_bare` vs `amqp/consume_ack_orderscope`: a batch of prefetched messages, each received and
 //!   acked — by a plain lapin consumer loop, and by [`orderscope_amqp::run`] with a handler that returns `Ok`
 //!   (one handler at a time, like the bare loop). Each timed batch gets a fresh consumer (untimed set-up), with
@@ -127,6 +128,58 @@ fn publish(c: &mut Criterion, rt: &Runtime, broker: &Broker) {
                                 BasicPublishOptions::default(),
                                 &PAYLOAD,
                                 BasicProperties::default(),
+                            )
+                            .await
+                            .unwrap()
+                            .await
+                            .unwrap();
+                        assert!(confirm.is_ack());
+                    }
+                });
+                futures_util::future::join_all(publishes).await;
+            }
+        });
+    });
+
+    // Bare lapin sending the message orderscope sends (its W3C headers, `x-published-at-ms`,
+    // `message_id` and `timestamp`, fixed values): what the broker costs for the headers alone,
+    // the floor any traced publish sits on.
+    let same = rt.block_on(confirm_channel(&broker.conn));
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "traceparent".into(),
+        AMQPValue::LongString("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+    );
+    headers.insert(
+        "baggage".into(),
+        AMQPValue::LongString("order.id=ORD-2026-000123".into()),
+    );
+    headers.insert(
+        "x-published-at-ms".into(),
+        AMQPValue::LongLongInt(1_795_000_000_000),
+    );
+    let same_properties = BasicProperties::default()
+        .with_message_id("0123456789abcdef0123456789abcdef".into())
+        .with_timestamp(1_795_000_000)
+        .with_headers(headers);
+    group.bench_function("publish_confirm_bare_same_headers", |b| {
+        b.to_async(rt).iter(|| {
+            let same = same.clone();
+            let queue = queue.clone();
+            let properties = same_properties.clone();
+            async move {
+                let publishes = (0..BATCH).map(|_| {
+                    let same = &same;
+                    let queue = queue.as_str();
+                    let properties = properties.clone();
+                    async move {
+                        let confirm = same
+                            .basic_publish(
+                                "".into(),
+                                queue.into(),
+                                BasicPublishOptions::default(),
+                                &PAYLOAD,
+                                properties,
                             )
                             .await
                             .unwrap()
