@@ -101,3 +101,29 @@ pub use crate::scope::{OrderGuard, WithOrder, WithOrderFuture};
 #[cfg_attr(docsrs, doc(cfg(feature = "sdk")))]
 pub use crate::span_processor::{OrderSpanProcessor, WithOrderFields};
 pub use crate::tracer::LateTracer;
+
+/// The schema URL of the OpenTelemetry semantic conventions version the spans of orderscope's
+/// instrumentation crates follow (HTTP server and client, RabbitMQ); `docs/conventions.md` names
+/// the same version.
+pub const SEMCONV_SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.44.0";
+
+#[cfg(test)]
+mod tests {
+    use super::SEMCONV_SCHEMA_URL;
+
+    #[test]
+    fn the_schema_url_is_the_version_the_conventions_claim() {
+        let version = SEMCONV_SCHEMA_URL.rsplit('/').next().unwrap();
+        let conventions = include_str!("../../../docs/conventions.md");
+        assert!(
+            conventions.contains(&format!("v{version}")),
+            "docs/conventions.md does not name semantic conventions v{version}"
+        );
+        assert!(
+            conventions.contains(&format!(
+                "`{SEMCONV_SCHEMA_URL}` of the HTTP and AMQP spans'"
+            )),
+            "docs/conventions.md does not give {SEMCONV_SCHEMA_URL} as the spans' schema URL"
+        );
+    }
+}

@@ -91,10 +91,12 @@ impl Shared {
     /// The `server.address` value for `host`: shared when it is the first host seen.
     #[inline]
     pub(crate) fn host(&self, host: &str) -> opentelemetry::StringValue {
-        let first = self.host.get_or_init(|| match crate::common::intern(host) {
-            Some(interned) => opentelemetry::StringValue::from(interned),
-            None => opentelemetry::StringValue::from(Arc::<str>::from(host)),
-        });
+        let first = self
+            .host
+            .get_or_init(|| match orderscope_context::intern(host) {
+                Some(interned) => opentelemetry::StringValue::from(interned),
+                None => opentelemetry::StringValue::from(Arc::<str>::from(host)),
+            });
         if first.as_str() == host {
             first.clone()
         } else {

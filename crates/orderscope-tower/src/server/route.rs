@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use metrics::{Gauge, Histogram, Key, Label, SharedString};
 use orderscope_metrics::{Bound, KeyedHandle, Overflow, SeriesBudget, SeriesLimit};
 
-use crate::common::{METHOD_KINDS, MethodKind, intern, intern_span_name};
+use crate::common::{METHOD_KINDS, MethodKind, intern_span_name};
 use crate::names::{
     ACTIVE_REQUESTS, ERROR_TYPE, HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE,
     REQUEST_DURATION, UNMATCHED_ROUTE as UNMATCHED,
@@ -252,7 +252,7 @@ impl RouteEntry {
         let (label, attribute) = match key {
             Some(route) => {
                 let shared: Arc<str> = Arc::from(route);
-                let attribute = match intern(route) {
+                let attribute = match orderscope_context::intern(route) {
                     Some(interned) => opentelemetry::StringValue::from(interned),
                     None => opentelemetry::StringValue::from(shared.clone()),
                 };
