@@ -178,27 +178,30 @@ pub(crate) const MAX_ROUTES: usize = 16;
 /// exchange and routing key: shared strings, so a publish clones reference counts instead of building them.
 #[derive(Debug)]
 pub(crate) struct Route {
-    routing_key: Box<str>,
     /// `messaging.destination.name`, see [`publish_destination`].
     pub(crate) destination: StringValue,
-    /// `messaging.rabbitmq.destination.routing_key`; `None` for an empty routing key.
-    pub(crate) routing_key_value: Option<StringValue>,
+    /// The routing key, and `messaging.rabbitmq.destination.routing_key` when not empty.
+    routing_key: StringValue,
 }
 
 impl Route {
     pub(crate) fn new(exchange: &str, routing_key: &str) -> Self {
-        let key =
-            (!routing_key.is_empty()).then(|| StringValue::from(Arc::<str>::from(routing_key)));
-        let destination = match &key {
+        let key = StringValue::from(Arc::<str>::from(routing_key));
+        let destination = if exchange.is_empty() && !routing_key.is_empty() {
             // The default exchange: the destination is the routing key (the queue).
-            Some(key) if exchange.is_empty() => key.clone(),
-            _ => StringValue::from(Arc::<str>::from(publish_destination(exchange, routing_key))),
+            key.clone()
+        } else {
+            StringValue::from(Arc::<str>::from(publish_destination(exchange, routing_key)))
         };
         Self {
-            routing_key: Box::from(routing_key),
             destination,
-            routing_key_value: key,
+            routing_key: key,
         }
+    }
+
+    /// `messaging.rabbitmq.destination.routing_key`; `None` for an empty routing key.
+    pub(crate) fn routing_key_attribute(&self) -> Option<&StringValue> {
+        (!self.routing_key.as_str().is_empty()).then_some(&self.routing_key)
     }
 }
 
@@ -212,7 +215,7 @@ impl Routes {
             // An empty slot takes this routing key; one another publish filled first with another key
             // is passed over like any other.
             let route = slot.get_or_init(|| Route::new(exchange, routing_key));
-            if *route.routing_key == *routing_key {
+            if route.routing_key.as_str() == routing_key {
                 return Some(route);
             }
         }
@@ -587,7 +590,7 @@ mod tests {
     fn attributes(route: &Route) -> (&str, Option<&str>) {
         (
             route.destination.as_str(),
-            route.routing_key_value.as_ref().map(StringValue::as_str),
+            route.routing_key_attribute().map(StringValue::as_str),
         )
     }
 
@@ -618,7 +621,7 @@ mod tests {
             let first = handles.route("orders", key).unwrap();
             let again = handles.route("orders", key).unwrap();
             assert!(std::ptr::eq(first, again));
-            assert_eq!(first.routing_key_value.as_ref().unwrap().as_str(), key);
+            assert_eq!(first.routing_key_attribute().unwrap().as_str(), key);
         }
         // Past the limit: not kept (the publish builds its own).
         assert!(handles.route("orders", &keys[MAX_ROUTES]).is_none());

@@ -481,7 +481,7 @@ impl TracedChannel {
             "messaging.destination.name",
             route.destination.clone(),
         ));
-        if let Some(routing_key) = &route.routing_key_value {
+        if let Some(routing_key) = route.routing_key_attribute() {
             attributes.push(KeyValue::new(
                 "messaging.rabbitmq.destination.routing_key",
                 routing_key.clone(),
