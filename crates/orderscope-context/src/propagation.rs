@@ -221,7 +221,7 @@ impl Propagation {
     ) -> Option<SpanContext> {
         self.read_trace_bytes(
             traceparent.map(str::as_bytes),
-            |_| DropReason::TraceparentInvalid,
+            || DropReason::TraceparentInvalid,
             tracestate,
             tally,
         )
@@ -229,10 +229,10 @@ impl Propagation {
 
     /// [`read_trace`](Self::read_trace) of a raw `traceparent`; `invalid` says why one that
     /// does not parse is dropped.
-    pub(crate) fn read_trace_bytes<'a, 'b>(
+    pub(crate) fn read_trace_bytes<'a>(
         &self,
-        traceparent: Option<&'b [u8]>,
-        invalid: impl FnOnce(&'b [u8]) -> DropReason,
+        traceparent: Option<&[u8]>,
+        invalid: impl FnOnce() -> DropReason,
         tracestate: impl FnOnce() -> Option<Cow<'a, str>>,
         tally: &mut Tally,
     ) -> Option<SpanContext> {
@@ -244,7 +244,7 @@ impl Propagation {
         } = match parse_traceparent_bytes(traceparent) {
             Some(tp) => tp,
             None => {
-                tally.add(invalid(traceparent));
+                tally.add(invalid());
                 return None;
             }
         };

@@ -184,7 +184,7 @@ impl Propagation {
         // say why one that does not parse is dropped.
         let remote = self.read_trace_bytes(
             traceparent.map(HeaderValue::as_bytes),
-            |_| match traceparent.map(HeaderValue::to_str) {
+            || match traceparent.map(HeaderValue::to_str) {
                 Some(Ok(_)) => DropReason::TraceparentInvalid,
                 _ => DropReason::HeaderInvalid,
             },
