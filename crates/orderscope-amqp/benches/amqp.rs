@@ -107,38 +107,38 @@ fn tracer() -> (SdkTracerProvider, BoxedTracer) {
     (provider, tracer)
 }
 
+/// One timed batch of bare lapin: [`BATCH`] publishes of `properties` in flight, each awaited to its
+/// confirm.
+async fn bare_batch(channel: &Channel, queue: &str, properties: BasicProperties) {
+    let publishes = (0..BATCH).map(|_| {
+        let properties = properties.clone();
+        async move {
+            let confirm = channel
+                .basic_publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions::default(),
+                    &PAYLOAD,
+                    properties,
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            assert!(confirm.is_ack());
+        }
+    });
+    futures_util::future::join_all(publishes).await;
+}
+
 fn publish(c: &mut Criterion, rt: &Runtime, broker: &Broker) {
     let mut group = c.benchmark_group("amqp");
     let bare = rt.block_on(confirm_channel(&broker.conn));
     let queue = broker.publish_queue.clone();
     group.throughput(Throughput::Elements(BATCH as u64));
     group.bench_function("publish_confirm_bare", |b| {
-        b.to_async(rt).iter(|| {
-            let bare = bare.clone();
-            let queue = queue.clone();
-            async move {
-                let publishes = (0..BATCH).map(|_| {
-                    let bare = &bare;
-                    let queue = queue.as_str();
-                    async move {
-                        let confirm = bare
-                            .basic_publish(
-                                "".into(),
-                                queue.into(),
-                                BasicPublishOptions::default(),
-                                &PAYLOAD,
-                                BasicProperties::default(),
-                            )
-                            .await
-                            .unwrap()
-                            .await
-                            .unwrap();
-                        assert!(confirm.is_ack());
-                    }
-                });
-                futures_util::future::join_all(publishes).await;
-            }
-        });
+        b.to_async(rt)
+            .iter(|| bare_batch(&bare, &queue, BasicProperties::default()));
     });
 
     // Bare lapin sending the message orderscope sends (its W3C headers, `x-published-at-ms`,
@@ -163,34 +163,8 @@ fn publish(c: &mut Criterion, rt: &Runtime, broker: &Broker) {
         .with_timestamp(1_795_000_000)
         .with_headers(headers);
     group.bench_function("publish_confirm_bare_same_headers", |b| {
-        b.to_async(rt).iter(|| {
-            let same = same.clone();
-            let queue = queue.clone();
-            let properties = same_properties.clone();
-            async move {
-                let publishes = (0..BATCH).map(|_| {
-                    let same = &same;
-                    let queue = queue.as_str();
-                    let properties = properties.clone();
-                    async move {
-                        let confirm = same
-                            .basic_publish(
-                                "".into(),
-                                queue.into(),
-                                BasicPublishOptions::default(),
-                                &PAYLOAD,
-                                properties,
-                            )
-                            .await
-                            .unwrap()
-                            .await
-                            .unwrap();
-                        assert!(confirm.is_ack());
-                    }
-                });
-                futures_util::future::join_all(publishes).await;
-            }
-        });
+        b.to_async(rt)
+            .iter(|| bare_batch(&same, &queue, same_properties.clone()));
     });
 
     let (_provider, tracer) = tracer();
