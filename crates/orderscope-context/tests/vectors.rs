@@ -440,6 +440,36 @@ fn http_non_ascii_header_values_are_counted() {
     assert_eq!(c, counts(&[("header_invalid", 2)]));
 }
 
+/// `traceparent` is parsed from the header's raw bytes: a value with a byte outside visible ASCII
+/// is still counted as an invalid header, a well-formed one with a bad field as an invalid
+/// `traceparent`, and one padded with spaces and tabs is read.
+#[test]
+fn http_traceparent_bytes_are_judged_like_the_text() {
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let extract = |value: &[u8]| {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("traceparent", http::HeaderValue::from_bytes(value).unwrap());
+        dropped(|| Propagation::trusted().extract_http(&headers))
+    };
+
+    let mut hostile = tp.as_bytes().to_vec();
+    hostile[10] = 0xc3;
+    let (e, c) = extract(&hostile);
+    assert!(e.remote().is_none());
+    assert_eq!(c, counts(&[("header_invalid", 1)]));
+
+    let (e, c) = extract(tp.replace("-01", "-0g").as_bytes());
+    assert!(e.remote().is_none());
+    assert_eq!(c, counts(&[("traceparent_invalid", 1)]));
+
+    let (e, c) = extract(format!("\t {tp} \t").as_bytes());
+    assert_eq!(
+        e.remote().map(|sc| sc.trace_id().to_string()).as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+    assert_eq!(c, counts(&[]));
+}
+
 #[test]
 fn only_the_trace_context_and_baggage_headers_are_read() {
     let mut headers = http::HeaderMap::new();
