@@ -14,8 +14,7 @@ use lapin::{BasicProperties, Consumer};
 use opentelemetry::context::{FutureExt as _, WithContext};
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{
-    Link, SpanBuilder, SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId,
-    TraceState,
+    Link, SpanBuilder, SpanContext, SpanId, SpanKind, TraceFlags, TraceId, TraceState,
 };
 use opentelemetry::{Context, KeyValue};
 use orderscope_context::LateTracer;
@@ -557,9 +556,8 @@ impl TracedDelivery {
             links.extend(previous.map(Link::with_context));
             builder = builder.with_links(links);
         }
-        let span = shared.config.tracer.build_with_context(builder, &parent);
         let cx = orderscope_context::Operation::in_context(
-            parent.with_span(span),
+            shared.config.tracer.start(builder, &parent),
             shared.span_name.clone(),
         );
 

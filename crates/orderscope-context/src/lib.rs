@@ -101,6 +101,9 @@ pub use crate::scope::{OrderGuard, WithOrder, WithOrderFuture};
 #[cfg_attr(docsrs, doc(cfg(feature = "sdk")))]
 pub use crate::span_processor::{OrderSpanProcessor, WithOrderFields};
 pub use crate::tracer::LateTracer;
+#[cfg(feature = "sdk")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sdk")))]
+pub use crate::tracer::set_sdk_tracer_provider;
 
 /// The schema URL of the OpenTelemetry semantic conventions version the spans of orderscope's
 /// instrumentation crates follow (HTTP server and client, RabbitMQ); `docs/conventions.md` names

@@ -2,6 +2,8 @@
 //! instrumentation is built.
 
 use std::fmt;
+#[cfg(feature = "sdk")]
+use std::sync::RwLock;
 use std::sync::{Arc, OnceLock};
 
 use opentelemetry::global::{BoxedSpan, BoxedTracer};
@@ -19,6 +21,11 @@ use opentelemetry::{Context, InstrumentationScope};
 /// tracer itself. A provider replaced after that is not followed (install it once, as `init`
 /// does).
 ///
+/// With the `sdk` feature, a provider given to [`set_sdk_tracer_provider`] (as `orderscope::init`
+/// does beside the global one) is used instead of the global provider: [`start`](Self::start)
+/// then puts the SDK's own span in the context, without the global provider's boxed span around
+/// it — one allocation and one dynamic call fewer per span.
+///
 /// # Example
 ///
 /// ```
@@ -34,7 +41,46 @@ use opentelemetry::{Context, InstrumentationScope};
 pub struct LateTracer {
     fixed: Option<Arc<BoxedTracer>>,
     scope: InstrumentationScope,
-    bound: OnceLock<BoxedTracer>,
+    bound: OnceLock<Bound>,
+}
+
+/// The tracer a [`LateTracer`] resolved.
+enum Bound {
+    /// The global provider's.
+    Global(BoxedTracer),
+    /// The provider given to [`set_sdk_tracer_provider`]: its tracer, and the same boxed for
+    /// [`LateTracer::build_with_context`].
+    #[cfg(feature = "sdk")]
+    Sdk(opentelemetry_sdk::trace::SdkTracer, BoxedTracer),
+}
+
+#[cfg(feature = "sdk")]
+static SDK_PROVIDER: RwLock<Option<opentelemetry_sdk::trace::SdkTracerProvider>> =
+    RwLock::new(None);
+
+/// Gives the SDK tracer provider that is also installed as the global one to [`LateTracer`]s
+/// (feature `sdk`): those that resolve their tracer from now on use `provider` directly, so a
+/// span started with [`LateTracer::start`] is the SDK's own span in the context rather than the
+/// global provider's box around it. `orderscope::init` calls it with the provider it installs;
+/// call it yourself only when you install the provider with
+/// `opentelemetry::global::set_tracer_provider`, with the same provider.
+///
+/// # Example
+///
+/// ```
+/// use opentelemetry_sdk::trace::SdkTracerProvider;
+///
+/// let provider = SdkTracerProvider::builder().build();
+/// opentelemetry::global::set_tracer_provider(provider.clone());
+/// orderscope_context::set_sdk_tracer_provider(&provider);
+/// ```
+#[cfg(feature = "sdk")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sdk")))]
+pub fn set_sdk_tracer_provider(provider: &opentelemetry_sdk::trace::SdkTracerProvider) {
+    let mut slot = SDK_PROVIDER
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *slot = Some(provider.clone());
 }
 
 impl fmt::Debug for LateTracer {
@@ -72,19 +118,62 @@ impl LateTracer {
         if let Some(tracer) = &self.fixed {
             return tracer.build_with_context(builder, parent);
         }
-        if let Some(tracer) = self.bound.get() {
-            return tracer.build_with_context(builder, parent);
+        match self.bound.get() {
+            Some(Bound::Global(tracer)) => tracer.build_with_context(builder, parent),
+            #[cfg(feature = "sdk")]
+            Some(Bound::Sdk(_, boxed)) => boxed.build_with_context(builder, parent),
+            None => self.build_unbound(builder, parent),
         }
-        self.build_unbound(builder, parent)
+    }
+
+    /// Starts a span from `builder` under `parent` and returns `parent` with it as the active
+    /// span: what `parent.with_span(self.build_with_context(builder, parent))` gives, with one
+    /// allocation fewer when the tracer is the SDK's (see [`set_sdk_tracer_provider`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use opentelemetry::trace::{SpanBuilder, TraceContextExt as _};
+    /// use opentelemetry::{Context, InstrumentationScope};
+    /// use orderscope_context::LateTracer;
+    ///
+    /// let tracer = LateTracer::global(InstrumentationScope::builder("my-integration").build());
+    /// let cx = tracer.start(SpanBuilder::from_name("work"), &Context::new());
+    /// cx.span().end();
+    /// ```
+    #[inline]
+    pub fn start(&self, builder: SpanBuilder, parent: &Context) -> Context {
+        #[cfg(feature = "sdk")]
+        if self.fixed.is_none()
+            && let Some(Bound::Sdk(tracer, _)) = self.bound.get()
+        {
+            return parent.with_span(tracer.build_with_context(builder, parent));
+        }
+        parent.with_span(self.build_with_context(builder, parent))
     }
 
     #[cold]
     fn build_unbound(&self, builder: SpanBuilder, parent: &Context) -> BoxedSpan {
+        #[cfg(feature = "sdk")]
+        {
+            let provider = SDK_PROVIDER
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            if let Some(provider) = provider {
+                use opentelemetry::trace::TracerProvider as _;
+                let tracer = provider.tracer_with_scope(self.scope.clone());
+                let boxed = BoxedTracer::new(Box::new(tracer.clone()));
+                let span = boxed.build_with_context(builder, parent);
+                let _ = self.bound.set(Bound::Sdk(tracer, boxed));
+                return span;
+            }
+        }
         let tracer = opentelemetry::global::tracer_with_scope(self.scope.clone());
         let span = tracer.build_with_context(builder, parent);
         let own = span.span_context();
         if own.is_valid() && own.span_id() != parent.span().span_context().span_id() {
-            let _ = self.bound.set(tracer);
+            let _ = self.bound.set(Bound::Global(tracer));
         }
         span
     }

@@ -86,7 +86,7 @@ pub use self::prometheus::{
 };
 pub use self::spans::{SpanCapture, SpanCaptureBuilder};
 pub use self::tls::{CertificateError, TestCertificates, install_crypto_provider};
-pub use orderscope_context::{OrderSpanProcessor, WithOrderFields};
+pub use orderscope_context::{OrderSpanProcessor, WithOrderFields, set_sdk_tracer_provider};
 
 /// The protobuf types the receiver decodes, for tests that inspect raw metric data points.
 pub use opentelemetry_proto as proto;

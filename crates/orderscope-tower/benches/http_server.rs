@@ -101,6 +101,8 @@ fn setup() -> SdkTracerProvider {
             BatchSpanProcessor::builder(NoopExporter).build(),
         ))
         .build();
+    // As `orderscope::init` does: the provider is also given to orderscope's instrumentation.
+    orderscope_testing::set_sdk_tracer_provider(&provider);
     opentelemetry::global::set_tracer_provider(provider.clone());
     tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new("info"))

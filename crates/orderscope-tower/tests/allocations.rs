@@ -74,6 +74,8 @@ fn allocations_per_request() {
     let provider = SdkTracerProvider::builder()
         .with_span_processor(OrderThenDrop)
         .build();
+    // As `orderscope::init` does: the provider is also given to orderscope's instrumentation.
+    orderscope_testing::set_sdk_tracer_provider(&provider);
     opentelemetry::global::set_tracer_provider(provider.clone());
     // The peer stack extracts its parent with the global propagator.
     opentelemetry::global::set_text_map_propagator(

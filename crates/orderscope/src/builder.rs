@@ -453,6 +453,7 @@ impl TelemetryBuilder {
         }
         crate::propagators::install(propagator);
         if let Some(provider) = provider {
+            orderscope_context::set_sdk_tracer_provider(&provider);
             opentelemetry::global::set_tracer_provider(provider);
         }
         if panic_hook {
@@ -500,6 +501,8 @@ impl TelemetryBuilder {
     ///     .init();
     /// opentelemetry::global::set_text_map_propagator(parts.propagator);
     /// if let Some(provider) = parts.tracer_provider {
+    ///     // For orderscope's instrumentation: the SDK's spans without the global provider's box.
+    ///     orderscope::context::set_sdk_tracer_provider(&provider);
     ///     opentelemetry::global::set_tracer_provider(provider);
     /// }
     /// let telemetry = parts.telemetry;

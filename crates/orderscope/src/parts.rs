@@ -40,6 +40,8 @@ use crate::guard::Telemetry;
 /// }
 /// opentelemetry::global::set_text_map_propagator(parts.propagator);
 /// if let Some(provider) = parts.tracer_provider {
+///     // For orderscope's instrumentation: the SDK's spans without the global provider's box.
+///     orderscope::context::set_sdk_tracer_provider(&provider);
 ///     opentelemetry::global::set_tracer_provider(provider);
 /// }
 /// orderscope::install_panic_hook();
@@ -60,7 +62,9 @@ pub struct TelemetryParts<S = Registry> {
     /// and, when on, log records to OTLP.
     pub layer: Box<dyn Layer<S> + Send + Sync + 'static>,
     /// The tracer provider the layer exports through; `None` when the SDK is disabled. `init`
-    /// sets it as OpenTelemetry's global tracer provider.
+    /// sets it as OpenTelemetry's global tracer provider and gives it to
+    /// [`set_sdk_tracer_provider`](crate::context::set_sdk_tracer_provider), so orderscope's
+    /// layers, channels and consumers start its spans without the global provider's box.
     pub tracer_provider: Option<SdkTracerProvider>,
     /// The propagator: W3C Trace Context and Baggage unless
     /// [`with_propagator`](crate::TelemetryBuilder::with_propagator) named another.

@@ -38,7 +38,7 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use opentelemetry::KeyValue;
-use opentelemetry::trace::{SpanBuilder, SpanKind, TraceContextExt};
+use opentelemetry::trace::{SpanBuilder, SpanKind};
 use orderscope_context::carrier::{BAGGAGE, inject_http};
 use tower_service::Service;
 
@@ -188,8 +188,7 @@ pub(crate) fn begin<U: FnOnce() -> String>(
         }
         let mut builder = SpanBuilder::from_name(name).with_kind(SpanKind::Client);
         builder.attributes = Some(attributes);
-        let span = shared.tracer().build_with_context(builder, &parent);
-        Some(parent.with_span(span))
+        Some(shared.tracer().start(builder, &parent))
     } else {
         None
     };

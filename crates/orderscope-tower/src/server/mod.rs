@@ -40,7 +40,7 @@ use axum::extract::MatchedPath;
 use http::{Request, Response, Version};
 use http_body::Body;
 use opentelemetry::KeyValue;
-use opentelemetry::trace::{Link, SpanBuilder, SpanKind, TraceContextExt};
+use opentelemetry::trace::{Link, SpanBuilder, SpanKind};
 use tower_service::Service;
 
 pub use self::body::ResponseBody;
@@ -291,10 +291,9 @@ fn start_span<B>(
         builder.links = Some(vec![Link::with_context(remote.clone())]);
     }
     let parent = extracted.into_context();
-    let span = shared.tracer().build_with_context(builder, &parent);
     // For code that reads it (the SQL pool's N+1 detector).
     orderscope_context::Operation::in_context(
-        parent.with_span(span),
+        shared.tracer().start(builder, &parent),
         route.method(method).span_name,
     )
 }
