@@ -16,7 +16,7 @@ use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{
     Link, SpanBuilder, SpanContext, SpanId, SpanKind, TraceFlags, TraceId, TraceState,
 };
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::{Context, KeyValue, StringValue};
 use orderscope_context::LateTracer;
 use orderscope_context::{OrderContext, Propagation};
 
@@ -111,6 +111,46 @@ pub struct TracedConsumer {
     inner: Consumer,
     shared: Arc<ConsumerShared>,
     prefetch: Prefetch,
+    route: LastRoute,
+}
+
+/// The destination attributes of the last exchange and routing key a consumer saw: its messages mostly
+/// arrive the same way, so the strings are built once and shared by the spans, not copied per message.
+#[derive(Debug, Default)]
+struct LastRoute {
+    exchange: String,
+    routing_key: String,
+    /// `messaging.destination.name`.
+    destination: Option<StringValue>,
+    /// `messaging.rabbitmq.destination.routing_key`, when not empty.
+    routing_key_attribute: Option<StringValue>,
+}
+
+impl LastRoute {
+    /// The destination name and the routing key attribute of a delivery from `exchange` with `routing_key`.
+    fn attributes(
+        &mut self,
+        exchange: &str,
+        routing_key: &str,
+        queue: &str,
+    ) -> (StringValue, Option<StringValue>) {
+        let hit = self.exchange == exchange && self.routing_key == routing_key;
+        let destination = match &self.destination {
+            Some(destination) if hit => destination.clone(),
+            _ => {
+                let destination = StringValue::from(Arc::<str>::from(
+                    crate::publish::consume_destination(exchange, routing_key, queue),
+                ));
+                exchange.clone_into(&mut self.exchange);
+                routing_key.clone_into(&mut self.routing_key);
+                self.routing_key_attribute = (!routing_key.is_empty())
+                    .then(|| StringValue::from(Arc::<str>::from(routing_key)));
+                self.destination = Some(destination.clone());
+                destination
+            }
+        };
+        (destination, self.routing_key_attribute.clone())
+    }
 }
 
 /// A consumer's share of `orderscope_consumer_prefetch`, given back when the consumer is dropped.
@@ -175,7 +215,7 @@ impl TracedConsumerBuilder {
     /// settled). Defaults to 0: not recorded (lapin does not tell a consumer its channel's prefetch).
     /// [`run_reconnecting`](crate::run_reconnecting) records the prefetch of its [`Consume`](crate::Consume).
     ///
-    /// A delivery counts as unsettled from when the consumer yields it until it is settled. [`run`](crate::run)
+    /// A delivery counts as unsettled from when the consumer yields it until its ack, nack or reject is sent. [`run`](crate::run)
     /// takes at most [`RunOptions::concurrency`](crate::RunOptions::concurrency) deliveries at once (the rest
     /// wait in lapin's buffer, uncounted), so under `run` the recorded prefetch is capped at the concurrency:
     /// saturation 1 means every handler slot is busy.
@@ -258,6 +298,7 @@ impl TracedConsumer {
             inner: consumer,
             prefetch: Prefetch::new(prefetch, &shared),
             shared,
+            route: LastRoute::default(),
         }
     }
 
@@ -285,9 +326,11 @@ impl Stream for TracedConsumer {
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = self.project();
         match this.inner.poll_next(cx) {
-            Poll::Ready(Some(Ok(delivery))) => {
-                Poll::Ready(Some(Ok(TracedDelivery::new(delivery, this.shared))))
-            }
+            Poll::Ready(Some(Ok(delivery))) => Poll::Ready(Some(Ok(TracedDelivery::new(
+                delivery,
+                this.shared,
+                this.route,
+            )))),
             Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
@@ -467,7 +510,7 @@ impl std::ops::DerefMut for TracedDelivery {
 }
 
 impl TracedDelivery {
-    fn new(delivery: Delivery, shared: &Arc<ConsumerShared>) -> Self {
+    fn new(delivery: Delivery, shared: &Arc<ConsumerShared>, route: &mut LastRoute) -> Self {
         let received = Instant::now();
         let handles = &shared.handles;
         handles.consumed.increment(1);
@@ -507,18 +550,16 @@ impl TracedDelivery {
         attributes.push(KeyValue::new("messaging.system", "rabbitmq"));
         attributes.push(KeyValue::new("messaging.operation.name", "process"));
         attributes.push(KeyValue::new("messaging.operation.type", "process"));
-        attributes.push(KeyValue::new(
-            "messaging.destination.name",
-            crate::publish::consume_destination(
-                exchange.as_str(),
-                routing_key.as_str(),
-                shared.queue.as_str(),
-            ),
-        ));
-        if !routing_key.as_str().is_empty() {
+        let (destination, routing_key_attribute) = route.attributes(
+            exchange.as_str(),
+            routing_key.as_str(),
+            shared.queue.as_str(),
+        );
+        attributes.push(KeyValue::new("messaging.destination.name", destination));
+        if let Some(routing_key) = routing_key_attribute {
             attributes.push(KeyValue::new(
                 "messaging.rabbitmq.destination.routing_key",
-                routing_key.as_str().to_owned(),
+                routing_key,
             ));
         }
         if let Some(id) = properties.message_id() {
@@ -658,6 +699,30 @@ mod tests {
         }
         h.insert(PREVIOUS_ATTEMPT_HEADER.into(), AMQPValue::Boolean(true));
         assert!(previous_attempt(&h).is_none());
+    }
+
+    #[test]
+    fn the_last_route_is_built_once_and_rebuilt_when_it_changes() {
+        let mut route = LastRoute::default();
+        let (a, key) = route.attributes("orders", "order.created", "billing");
+        assert_eq!(a.as_str(), "orders:order.created:billing");
+        assert_eq!(key.as_ref().map(StringValue::as_str), Some("order.created"));
+        let (b, _) = route.attributes("orders", "order.created", "billing");
+        assert!(
+            std::ptr::eq(a.as_str(), b.as_str()),
+            "built again for the same route"
+        );
+
+        let (c, key) = route.attributes("orders", "order.paid", "billing");
+        assert_eq!(c.as_str(), "orders:order.paid:billing");
+        assert_eq!(key.as_ref().map(StringValue::as_str), Some("order.paid"));
+        // The default exchange: the routing key is the queue, named once.
+        let (d, key) = route.attributes("", "billing", "billing");
+        assert_eq!(d.as_str(), "billing");
+        assert_eq!(key.as_ref().map(StringValue::as_str), Some("billing"));
+        let (e, key) = route.attributes("fanout", "", "billing");
+        assert_eq!(e.as_str(), "fanout:billing");
+        assert!(key.is_none());
     }
 
     #[test]

@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::{FutureExt as _, StreamExt as _};
-use opentelemetry::context::FutureExt as _;
 use tokio::task::JoinSet;
 
 use lapin::types::AMQPValue;
@@ -601,8 +600,14 @@ where
 }
 
 /// [`session`] with one handler at a time: each delivery is handled in the runner's own task, no task spawned
-/// and joined per message. A panic outside the handler (which [`process`] catches itself) is caught here, like
+/// and joined per message. A panic outside the handler (which [`handle`] catches itself) is caught here, like
 /// a spawned task's, and counted in [`RunReport::lost_tasks`].
+///
+/// Settling overlaps the next handler: once a handler is done, its delivery's ack (or nack, or retry copy) is
+/// sent, and the next delivery's handler starts while that settle completes; the next settle waits for it, so
+/// deliveries are settled one at a time, in order. Lapin answers an ack only when its frame is written to the
+/// socket: waiting for that before taking the next delivery would make the consumer's throughput the
+/// round trip to lapin's I/O thread, not its handler's.
 async fn session_in_place<H, Fut, E>(
     mut consumer: TracedConsumer,
     runtime: &Arc<Runtime<H>>,
@@ -615,26 +620,65 @@ where
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: fmt::Display + Send + 'static,
 {
-    loop {
+    let start_settle = |handled: Handled| AssertUnwindSafe(settle(runtime, handled)).catch_unwind();
+    let mut settling = std::pin::pin!(none_of(&start_settle));
+    let failure = loop {
         let next = tokio::select! {
             biased;
             () = &mut *shutdown, if !*stopped => {
                 *stopped = true;
-                return None;
+                break None;
+            }
+            settled = in_flight(settling.as_mut()) => {
+                add(report, settled.ok());
+                settling.set(None);
+                continue;
             }
             next = consumer.next() => next,
         };
         match next {
             Some(Ok(delivery)) => {
                 report.handled += 1;
-                let result = AssertUnwindSafe(process(Arc::clone(runtime), delivery))
-                    .catch_unwind()
-                    .await;
-                add(report, result.ok());
+                let handler = AssertUnwindSafe(handle(runtime, delivery)).catch_unwind();
+                let (settled, handled) =
+                    futures_util::future::join(finished(settling.as_mut()), handler).await;
+                if let Some(settled) = settled {
+                    add(report, settled.ok());
+                }
+                settling.set(None);
+                match handled {
+                    Ok(handled) => settling.set(Some(start_settle(handled))),
+                    Err(_) => add(report, None),
+                }
             }
-            Some(Err(error)) => return Some(error),
-            None => return None,
+            Some(Err(error)) => break Some(error),
+            None => break None,
         }
+    };
+    if let Some(settled) = finished(settling.as_mut()).await {
+        add(report, settled.ok());
+    }
+    failure
+}
+
+/// No future yet, of the type `start` makes.
+fn none_of<A, F>(_start: &impl Fn(A) -> F) -> Option<F> {
+    None
+}
+
+/// The settle in flight: its result when it completes; pending for ever when there is none.
+fn in_flight<F: Future>(mut slot: Pin<&mut Option<F>>) -> impl Future<Output = F::Output> + '_ {
+    std::future::poll_fn(move |cx| match slot.as_mut().as_pin_mut() {
+        Some(future) => future.poll(cx),
+        None => std::task::Poll::Pending,
+    })
+}
+
+/// The settle in flight, awaited to its result; `None` at once when there is none.
+async fn finished<F: Future>(slot: Pin<&mut Option<F>>) -> Option<F::Output> {
+    match slot.as_pin_mut() {
+        Some(future) => Some(future.await),
+        None => None,
     }
 }
 
@@ -668,6 +712,30 @@ where
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: fmt::Display + Send + 'static,
 {
+    let handled = handle(&runtime, delivery).await;
+    settle(&runtime, handled).await
+}
+
+/// A delivery its handler is done with, to be settled.
+struct Handled {
+    pending: Pending,
+    cx: opentelemetry::Context,
+    /// Whether the [`RetryPolicy`] requeues it if it failed.
+    requeue: bool,
+    copy: Option<Copy>,
+    /// `None` when the handler succeeded, else `handler_error` or `panic`.
+    error_type: Option<&'static str>,
+    shared: Arc<crate::consume::ConsumerShared>,
+}
+
+/// Runs the handler over `delivery` (its context attached, panics caught); a failure is logged and
+/// recorded on the span.
+async fn handle<H, Fut, E>(runtime: &Arc<Runtime<H>>, delivery: TracedDelivery) -> Handled
+where
+    H: Fn(Message) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: fmt::Display + Send + 'static,
+{
     let (mut message, mut pending) = delivery.into_parts();
     if let Some(order_from) = &runtime.order_from
         && message.order().is_none()
@@ -691,41 +759,94 @@ where
     });
     // For the log lines of the failure paths: no copy of the queue name per message.
     let shared = Arc::clone(&message.shared);
-    let queue = &shared.queue;
-    let runtime_for_handler = Arc::clone(&runtime);
-    let result = AssertUnwindSafe(async move { (runtime_for_handler.handler)(message).await })
-        .catch_unwind()
-        .with_context(cx.clone())
-        .await;
-    let (failed, panicked, error_type) = match result {
-        Ok(Ok(())) => {
-            let settled = pending.settle(Action::Ack, None).await;
-            return TaskResult {
-                fate: Fate::Acked,
-                failed: false,
-                panicked: false,
-                settle_failed: settled.is_err(),
-            };
+    let result = {
+        // The call, then every poll of its future, with the message's context attached and panics caught.
+        let called = {
+            let _guard = cx.clone().attach();
+            std::panic::catch_unwind(AssertUnwindSafe(|| (runtime.handler)(message)))
+        };
+        match called {
+            Ok(future) => Guarded { future, cx: &cx }.await,
+            Err(panic) => Err(panic),
         }
+    };
+    let queue = shared.queue.as_str();
+    let error_type = match result {
+        Ok(Ok(())) => None,
         Ok(Err(error)) => {
             let description = error.to_string();
             {
                 let _guard = cx.clone().attach();
-                tracing::warn!(queue = queue.as_str(), error = %description, "message handler failed");
+                tracing::warn!(queue, error = %description, "message handler failed");
             }
             pending.record_error("handler_error", description);
-            (true, false, "handler_error")
+            Some("handler_error")
         }
         Err(panic) => {
             let description = panic_message(panic.as_ref());
             {
                 let _guard = cx.clone().attach();
-                tracing::error!(queue = queue.as_str(), panic = %description, "message handler panicked");
+                tracing::error!(queue, panic = %description, "message handler panicked");
             }
             pending.record_error("panic", format!("handler panicked: {description}"));
-            (false, true, "panic")
+            Some("panic")
         }
     };
+    Handled {
+        pending,
+        cx,
+        requeue,
+        copy,
+        error_type,
+        shared,
+    }
+}
+
+/// A handler's future, polled with its message's context attached, a panic caught and returned.
+#[pin_project::pin_project]
+struct Guarded<'a, F> {
+    #[pin]
+    future: F,
+    cx: &'a opentelemetry::Context,
+}
+
+impl<F: Future> Future for Guarded<'_, F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(
+        self: Pin<&mut Self>,
+        task: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let _guard = this.cx.clone().attach();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| this.future.poll(task))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(output)) => std::task::Poll::Ready(Ok(output)),
+            Err(panic) => std::task::Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+/// Settles a handled delivery: ack, or per the retries and the [`RetryPolicy`].
+async fn settle<H>(runtime: &Runtime<H>, handled: Handled) -> TaskResult {
+    let Handled {
+        pending,
+        cx,
+        requeue,
+        copy,
+        error_type,
+        shared,
+    } = handled;
+    let Some(error_type) = error_type else {
+        let settled = pending.settle(Action::Ack, None).await;
+        return TaskResult {
+            fate: Fate::Acked,
+            failed: false,
+            panicked: false,
+            settle_failed: settled.is_err(),
+        };
+    };
+    let queue = shared.queue.as_str();
     let (fate, settled) = match (&runtime.retries, copy) {
         (Some((retries, publisher)), Some(copy)) => {
             republish(retries, publisher, copy, &cx, error_type, pending).await
@@ -739,7 +860,7 @@ where
                 let _guard = cx.clone().attach();
                 let span_context = cx.span().span_context().clone();
                 tracing::error!(
-                    queue = queue.as_str(),
+                    queue,
                     order_id = cx.get::<OrderContext>().map(OrderContext::id),
                     trace_id = %span_context.trace_id(),
                     cause = error_type,
@@ -763,8 +884,8 @@ where
     };
     TaskResult {
         fate,
-        failed,
-        panicked,
+        failed: error_type == "handler_error",
+        panicked: error_type == "panic",
         settle_failed: settled.is_err(),
     }
 }

@@ -75,6 +75,8 @@ pub(crate) struct Pending {
     shared: Arc<ConsumerShared>,
     error_type: Option<&'static str>,
     settled: bool,
+    /// Counted in `messaging_unsettled_messages`: until the settle is sent.
+    unsettled: bool,
 }
 
 impl fmt::Debug for Pending {
@@ -101,6 +103,7 @@ impl Pending {
             shared,
             error_type: None,
             settled: false,
+            unsettled: true,
         }
     }
 
@@ -123,6 +126,9 @@ impl Pending {
         outcome: Option<SettleOutcome>,
     ) -> Result<(), SettleError> {
         let outcome = outcome.unwrap_or_else(|| action.default_outcome());
+        // Settled as far as this consumer goes: the broker is told, the handler slot is free.
+        self.shared.handles.unsettled.decrement(1.0);
+        self.unsettled = false;
         let call_start = Instant::now();
         let result = match action {
             Action::Ack => self.acker.ack(BasicAckOptions::default()).await,
@@ -167,7 +173,6 @@ impl Pending {
             self.error_type,
             self.received.elapsed().as_secs_f64(),
         );
-        handles.unsettled.decrement(1.0);
         span.end();
         self.settled = true;
         result
@@ -180,7 +185,9 @@ impl Drop for Pending {
             return;
         }
         let handles = &self.shared.handles;
-        handles.unsettled.decrement(1.0);
+        if self.unsettled {
+            handles.unsettled.decrement(1.0);
+        }
         handles.record_process(
             SettleOutcome::NackRequeue,
             Some("dropped"),

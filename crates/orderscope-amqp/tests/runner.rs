@@ -330,3 +330,115 @@ async fn shutdown_waits_for_in_flight_handlers_to_settle() {
     assert_eq!(message_count(&conn, &queue).await, 0);
     cleanup(&conn, &[&queue], &[]).await;
 }
+
+/// At concurrency 1 a delivery's settle overlaps the next handler; handlers still run one at a time, in
+/// order, and every settle is done, counted and seen by the broker when `run` returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_handler_at_a_time_in_order_and_every_settle_done_when_run_returns() {
+    const N: usize = 200;
+    let m = metrics();
+    let conn = connect().await;
+    let queue = unique("in-order");
+    let channel = confirm_channel(&conn).await;
+    declare_queue(&channel, &queue, FieldTable::default()).await;
+    for i in 0..N {
+        channel
+            .basic_publish(
+                "".into(),
+                queue.as_str().into(),
+                BasicPublishOptions::default(),
+                i.to_string().as_bytes(),
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    let seen = Arc::new(std::sync::Mutex::new(Vec::with_capacity(N)));
+    let running = Arc::new(AtomicUsize::new(0));
+    let overlapped = Arc::new(AtomicUsize::new(0));
+    let last = Arc::new(Notify::new());
+    let handler = {
+        let (seen, running, overlapped, last) = (
+            Arc::clone(&seen),
+            Arc::clone(&running),
+            Arc::clone(&overlapped),
+            Arc::clone(&last),
+        );
+        move |message: Message| {
+            let (seen, running, overlapped, last) = (
+                Arc::clone(&seen),
+                Arc::clone(&running),
+                Arc::clone(&overlapped),
+                Arc::clone(&last),
+            );
+            async move {
+                if running.fetch_add(1, Ordering::SeqCst) > 0 {
+                    overlapped.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::task::yield_now().await;
+                let i: usize = std::str::from_utf8(message.data())
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let count = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push(i);
+                    seen.len()
+                };
+                running.fetch_sub(1, Ordering::SeqCst);
+                if count == N {
+                    last.notify_one();
+                }
+                Ok::<(), String>(())
+            }
+        }
+    };
+    // The consumer's own channel, to close it afterwards: unacked messages would then be requeued.
+    let consume = consume_channel(&conn, 50).await;
+    let consumer = consume
+        .basic_consume(
+            queue.as_str().into(),
+            "in-order".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("basic_consume");
+    let consumer = TracedConsumer::builder(consumer)
+        .tracer(tracer(spans().provider()))
+        .build();
+    let report = run(
+        consumer,
+        handler,
+        RunOptions::new()
+            .retry(RetryPolicy::Requeue)
+            .shutdown(async move { last.notified().await }),
+    )
+    .await
+    .expect("runner");
+
+    assert_eq!(report.handled, N as u64);
+    assert_eq!(report.acked, N as u64, "{report:?}");
+    assert_eq!(report.settle_failed + report.lost_tasks, 0, "{report:?}");
+    assert_eq!(
+        overlapped.load(Ordering::SeqCst),
+        0,
+        "two handlers ran at once"
+    );
+    assert_eq!(*seen.lock().unwrap(), (0..N).collect::<Vec<_>>());
+    let base = [
+        ("messaging_system", "rabbitmq"),
+        ("messaging_destination_name", queue.as_str()),
+    ];
+    assert_eq!(m.gauge(UNSETTLED, &base), 0.0);
+    consume.close(200, "done".into()).await.unwrap();
+    assert_eq!(
+        message_count(&conn, &queue).await,
+        0,
+        "a message was not acked before run returned"
+    );
+    cleanup(&conn, &[&queue], &[]).await;
+}
