@@ -378,15 +378,16 @@ impl TracedChannel {
             payload,
             properties,
         );
-        let result = self
-            .confirm(self.channel.basic_publish(
-                exchange,
-                routing_key,
-                options,
-                payload,
-                properties,
-            ))
-            .await;
+        // On the heap: lapin's publish and the confirm wait are most of this future's size, and a
+        // publish future is moved by every combinator and executor it passes through.
+        let result = Box::pin(self.confirm(self.channel.basic_publish(
+            exchange,
+            routing_key,
+            options,
+            payload,
+            properties,
+        )))
+        .await;
         let seconds = start.elapsed().as_secs_f64();
         match result {
             Ok(confirmed) => {
