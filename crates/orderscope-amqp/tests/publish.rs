@@ -484,3 +484,24 @@ fn publish_and_run_futures_are_send() {
     let _ = |c: TracedChannel| assert_send(&publish(c));
     let _ = |c: orderscope_amqp::TracedConsumer| assert_send(&run(c));
 }
+
+/// A publish future is moved by every combinator and executor it passes through (`join_all`,
+/// `tokio::spawn`, `with_order`): lapin's publish and the confirm wait are kept on the heap, so it stays
+/// small.
+#[tokio::test]
+async fn a_publish_future_is_small() {
+    let conn = connect().await;
+    let traced = TracedChannel::new(confirm_channel(&conn).await);
+    let future = traced.publish(
+        "".into(),
+        "orderscope.size".into(),
+        BasicPublishOptions::default(),
+        b"x",
+        BasicProperties::default(),
+    );
+    let size = std::mem::size_of_val(&future);
+    assert!(size <= 1024, "a publish future is {size} bytes");
+    let with_order = future.with_order(OrderContext::new("ORD-2026-000123").unwrap());
+    let size = std::mem::size_of_val(&with_order);
+    assert!(size <= 1024, "with its order, {size} bytes");
+}
