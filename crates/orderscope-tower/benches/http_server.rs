@@ -26,7 +26,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    BatchSpanProcessor, InMemorySpanExporter, Sampler, SdkTracerProvider, SpanData, SpanExporter,
+    BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
 };
 use orderscope_testing::OrderSpanProcessor;
 use tower::ServiceExt;
@@ -50,51 +50,10 @@ const BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 
-/// Checks that the peer stack's server span continues the caller's trace: a peer whose spans
-/// lost the remote parent would be measured doing less than it should.
-fn assert_peer_gets_the_remote_parent() {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_subscriber::EnvFilter::new("info"))
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("check")));
-    let (_, peer) = cases()
-        .into_iter()
-        .find(|(name, _)| *name == "peer_stack")
-        .expect("peer_stack");
-    let peer = peer.with_state::<()>(());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    tracing::subscriber::with_default(subscriber, || {
-        runtime.block_on(async {
-            let response = peer.oneshot(request()).await.expect("infallible");
-            black_box(response.into_body().collect().await.expect("body"));
-        });
-    });
-    let spans = exporter.get_finished_spans().expect("spans");
-    let server = spans
-        .iter()
-        .find(|span| span.name == "request")
-        .unwrap_or_else(|| panic!("no peer span in {spans:#?}"));
-    assert_eq!(
-        server.span_context.trace_id().to_string(),
-        "4bf92f3577b34da6a3ce929d0e0e4736",
-        "peer span is not in the caller's trace"
-    );
-    assert_eq!(
-        server.parent_span_id.to_string(),
-        "00f067aa0ba902b7",
-        "peer span is not the caller's child"
-    );
-}
-
 fn setup() -> SdkTracerProvider {
     // The peer stack extracts its parent with the global propagator, as its docs show.
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    assert_peer_gets_the_remote_parent();
+    cases::assert_peer_gets_the_remote_parent();
     let provider = SdkTracerProvider::builder()
         .with_sampler(Sampler::AlwaysOn)
         .with_span_processor(OrderSpanProcessor::wrap(

@@ -5,6 +5,7 @@
 //! Run with `--nocapture` to see the figures.
 
 #[path = "../benches/cases/mod.rs"]
+#[allow(dead_code)]
 mod cases;
 
 use std::alloc::System;
