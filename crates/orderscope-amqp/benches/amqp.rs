@@ -5,9 +5,10 @@
 //!   its confirm; `amqp/publish_confirm_bare_same_headers` is bare lapin sending the headers and properties
 //!   orderscope adds (fixed values), the broker's share of the difference;
 //! - `amqp/consume_ack_bare` vs `amqp/consume_ack_orderscope`: a batch of prefetched messages, each received and
-//!   acked — by a plain lapin consumer loop, and by [`orderscope_amqp::run`] with a handler that returns `Ok`
-//!   (one handler at a time, like the bare loop). Each timed batch gets a fresh consumer (untimed set-up), with
-//!   the same prefetch (200) on both sides.
+//!   acked — by a plain lapin consumer loop awaiting each ack, and by [`orderscope_amqp::run`] with a handler
+//!   that returns `Ok` (one handler at a time, like the bare loop; `run` sends an ack and lets the next handler
+//!   run while lapin writes it). Each timed batch gets a fresh consumer (untimed set-up), with the same
+//!   prefetch (200) on both sides, and ends when the last ack is written.
 //!
 //! The orderscope cases run with a real SDK tracer provider (order processor + batch processor with a
 //! discarding exporter) and the Prometheus recorder installed, so every span and metric is really recorded.
