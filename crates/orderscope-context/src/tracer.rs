@@ -21,7 +21,7 @@ use opentelemetry::{Context, InstrumentationScope};
 /// tracer itself. A provider replaced after that is not followed (install it once, as `init`
 /// does).
 ///
-/// With the `sdk` feature, a provider given to [`set_sdk_tracer_provider`] (as `orderscope::init`
+/// With the `sdk` feature, a provider given to `set_sdk_tracer_provider` (as `orderscope::init`
 /// does beside the global one) is used instead of the global provider: [`start`](Self::start)
 /// then puts the SDK's own span in the context, without the global provider's boxed span around
 /// it — one allocation and one dynamic call fewer per span.
@@ -128,7 +128,7 @@ impl LateTracer {
 
     /// Starts a span from `builder` under `parent` and returns `parent` with it as the active
     /// span: what `parent.with_span(self.build_with_context(builder, parent))` gives, with one
-    /// allocation fewer when the tracer is the SDK's (see [`set_sdk_tracer_provider`]).
+    /// allocation fewer when the tracer is the SDK's (see `set_sdk_tracer_provider`).
     ///
     /// # Example
     ///
