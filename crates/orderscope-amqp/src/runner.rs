@@ -722,7 +722,8 @@ struct Handled {
     cx: opentelemetry::Context,
     /// Whether the [`RetryPolicy`] requeues it if it failed.
     requeue: bool,
-    copy: Option<Copy>,
+    /// Boxed: only with retries, and it would double the size of every settle future.
+    copy: Option<Box<Copy>>,
     /// `None` when the handler succeeded, else `handler_error` or `panic`.
     error_type: Option<&'static str>,
     shared: Arc<crate::consume::ConsumerShared>,
@@ -752,10 +753,12 @@ where
     let requeue = runtime
         .policy
         .requeue(message.redelivered(), message.delivery_count());
-    let copy = runtime.retries.as_ref().map(|_| Copy {
-        data: message.data().to_vec(),
-        properties: message.properties().clone(),
-        attempt: message.attempt(),
+    let copy = runtime.retries.as_ref().map(|_| {
+        Box::new(Copy {
+            data: message.data().to_vec(),
+            properties: message.properties().clone(),
+            attempt: message.attempt(),
+        })
     });
     // For the log lines of the failure paths: no copy of the queue name per message.
     let shared = Arc::clone(&message.shared);
@@ -849,7 +852,7 @@ async fn settle<H>(runtime: &Runtime<H>, handled: Handled) -> TaskResult {
     let queue = shared.queue.as_str();
     let (fate, settled) = match (&runtime.retries, copy) {
         (Some((retries, publisher)), Some(copy)) => {
-            republish(retries, publisher, copy, &cx, error_type, pending).await
+            republish(retries, publisher, *copy, &cx, error_type, pending).await
         }
         _ if requeue => (
             Fate::Requeued,
