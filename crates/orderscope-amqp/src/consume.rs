@@ -16,12 +16,12 @@ use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{
     Link, SpanBuilder, SpanContext, SpanId, SpanKind, TraceFlags, TraceId, TraceState,
 };
-use opentelemetry::{Context, KeyValue, StringValue};
+use opentelemetry::{Context, KeyValue};
 use orderscope_context::LateTracer;
 use orderscope_context::{OrderContext, Propagation};
 
 use crate::attempt::{Attempt, PREVIOUS_ATTEMPT_HEADER, as_u64};
-use crate::instruments::ConsumeHandles;
+use crate::instruments::{ConsumeHandles, Route};
 use crate::publish::PUBLISHED_AT_MS_HEADER;
 use crate::settle::Pending;
 
@@ -114,42 +114,28 @@ pub struct TracedConsumer {
     route: LastRoute,
 }
 
-/// The destination attributes of the last exchange and routing key a consumer saw: its messages mostly
-/// arrive the same way, so the strings are built once and shared by the spans, not copied per message.
+/// The [`Route`] of the last exchange and routing key a consumer saw: its messages mostly arrive the same
+/// way, so the attribute strings are built once and shared by the spans, not copied per message.
 #[derive(Debug, Default)]
 struct LastRoute {
     exchange: String,
-    routing_key: String,
-    /// `messaging.destination.name`.
-    destination: Option<StringValue>,
-    /// `messaging.rabbitmq.destination.routing_key`, when not empty.
-    routing_key_attribute: Option<StringValue>,
+    route: Option<Route>,
 }
 
 impl LastRoute {
-    /// The destination name and the routing key attribute of a delivery from `exchange` with `routing_key`.
-    fn attributes(
-        &mut self,
-        exchange: &str,
-        routing_key: &str,
-        queue: &str,
-    ) -> (StringValue, Option<StringValue>) {
-        let hit = self.exchange == exchange && self.routing_key == routing_key;
-        let destination = match &self.destination {
-            Some(destination) if hit => destination.clone(),
-            _ => {
-                let destination = StringValue::from(Arc::<str>::from(
-                    crate::publish::consume_destination(exchange, routing_key, queue),
-                ));
-                exchange.clone_into(&mut self.exchange);
-                routing_key.clone_into(&mut self.routing_key);
-                self.routing_key_attribute = (!routing_key.is_empty())
-                    .then(|| StringValue::from(Arc::<str>::from(routing_key)));
-                self.destination = Some(destination.clone());
-                destination
-            }
-        };
-        (destination, self.routing_key_attribute.clone())
+    /// The attributes of a delivery from `exchange` with `routing_key`, built again when they changed.
+    fn get(&mut self, exchange: &str, routing_key: &str, queue: &str) -> &Route {
+        let hit = self.exchange == exchange
+            && self
+                .route
+                .as_ref()
+                .is_some_and(|route| route.routing_key() == routing_key);
+        if !hit {
+            exchange.clone_into(&mut self.exchange);
+            self.route = None;
+        }
+        self.route
+            .get_or_insert_with(|| Route::consumed(exchange, routing_key, queue))
     }
 }
 
@@ -550,16 +536,19 @@ impl TracedDelivery {
         attributes.push(KeyValue::new("messaging.system", "rabbitmq"));
         attributes.push(KeyValue::new("messaging.operation.name", "process"));
         attributes.push(KeyValue::new("messaging.operation.type", "process"));
-        let (destination, routing_key_attribute) = route.attributes(
+        let route = route.get(
             exchange.as_str(),
             routing_key.as_str(),
             shared.queue.as_str(),
         );
-        attributes.push(KeyValue::new("messaging.destination.name", destination));
-        if let Some(routing_key) = routing_key_attribute {
+        attributes.push(KeyValue::new(
+            "messaging.destination.name",
+            route.destination.clone(),
+        ));
+        if let Some(routing_key) = route.routing_key_attribute() {
             attributes.push(KeyValue::new(
                 "messaging.rabbitmq.destination.routing_key",
-                routing_key,
+                routing_key.clone(),
             ));
         }
         if let Some(id) = properties.message_id() {
@@ -703,26 +692,37 @@ mod tests {
 
     #[test]
     fn the_last_route_is_built_once_and_rebuilt_when_it_changes() {
-        let mut route = LastRoute::default();
-        let (a, key) = route.attributes("orders", "order.created", "billing");
-        assert_eq!(a.as_str(), "orders:order.created:billing");
-        assert_eq!(key.as_ref().map(StringValue::as_str), Some("order.created"));
-        let (b, _) = route.attributes("orders", "order.created", "billing");
+        use opentelemetry::StringValue;
+
+        fn attributes(route: &Route) -> (&str, Option<&str>) {
+            (
+                route.destination.as_str(),
+                route.routing_key_attribute().map(StringValue::as_str),
+            )
+        }
+        let mut last = LastRoute::default();
+        let a = last.get("orders", "order.created", "billing");
+        assert_eq!(
+            attributes(a),
+            ("orders:order.created:billing", Some("order.created"))
+        );
+        let a = std::ptr::from_ref(a.destination.as_str());
+        let b = last.get("orders", "order.created", "billing");
         assert!(
-            std::ptr::eq(a.as_str(), b.as_str()),
+            std::ptr::eq(a, b.destination.as_str()),
             "built again for the same route"
         );
 
-        let (c, key) = route.attributes("orders", "order.paid", "billing");
-        assert_eq!(c.as_str(), "orders:order.paid:billing");
-        assert_eq!(key.as_ref().map(StringValue::as_str), Some("order.paid"));
+        let c = last.get("orders", "order.paid", "billing");
+        assert_eq!(
+            attributes(c),
+            ("orders:order.paid:billing", Some("order.paid"))
+        );
         // The default exchange: the routing key is the queue, named once.
-        let (d, key) = route.attributes("", "billing", "billing");
-        assert_eq!(d.as_str(), "billing");
-        assert_eq!(key.as_ref().map(StringValue::as_str), Some("billing"));
-        let (e, key) = route.attributes("fanout", "", "billing");
-        assert_eq!(e.as_str(), "fanout:billing");
-        assert!(key.is_none());
+        let d = last.get("", "billing", "billing");
+        assert_eq!(attributes(d), ("billing", Some("billing")));
+        let e = last.get("fanout", "", "billing");
+        assert_eq!(attributes(e), ("fanout:billing", None));
     }
 
     #[test]

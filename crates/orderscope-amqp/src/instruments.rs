@@ -174,29 +174,47 @@ impl SpanNames {
 /// Most routing keys per exchange whose span attributes are kept.
 pub(crate) const MAX_ROUTES: usize = 16;
 
-/// `messaging.destination.name` and `messaging.rabbitmq.destination.routing_key` of publishes with one
-/// exchange and routing key: shared strings, so a publish clones reference counts instead of building them.
+/// `messaging.destination.name` and `messaging.rabbitmq.destination.routing_key` of the messages with one
+/// exchange and routing key: shared strings, so a span clones reference counts instead of building them.
 #[derive(Debug)]
 pub(crate) struct Route {
-    /// `messaging.destination.name`, see [`publish_destination`].
+    /// `messaging.destination.name`, see [`publish_destination`] and [`consume_destination`].
     pub(crate) destination: StringValue,
     /// The routing key, and `messaging.rabbitmq.destination.routing_key` when not empty.
     routing_key: StringValue,
 }
 
 impl Route {
+    /// The attributes of a publish.
     pub(crate) fn new(exchange: &str, routing_key: &str) -> Self {
+        Self::with_destination(publish_destination(exchange, routing_key), routing_key)
+    }
+
+    /// The attributes of a delivery consumed from `queue`.
+    pub(crate) fn consumed(exchange: &str, routing_key: &str, queue: &str) -> Self {
+        Self::with_destination(
+            consume_destination(exchange, routing_key, queue),
+            routing_key,
+        )
+    }
+
+    fn with_destination(destination: String, routing_key: &str) -> Self {
         let key = StringValue::from(Arc::<str>::from(routing_key));
-        let destination = if exchange.is_empty() && !routing_key.is_empty() {
-            // The default exchange: the destination is the routing key (the queue).
+        // The default exchange: the destination is the routing key (the queue), kept once.
+        let destination = if destination == routing_key {
             key.clone()
         } else {
-            StringValue::from(Arc::<str>::from(publish_destination(exchange, routing_key)))
+            StringValue::from(Arc::<str>::from(destination))
         };
         Self {
             destination,
             routing_key: key,
         }
+    }
+
+    /// The routing key these attributes are for.
+    pub(crate) fn routing_key(&self) -> &str {
+        self.routing_key.as_str()
     }
 
     /// `messaging.rabbitmq.destination.routing_key`; `None` for an empty routing key.
@@ -215,7 +233,7 @@ impl Routes {
             // An empty slot takes this routing key; one another publish filled first with another key
             // is passed over like any other.
             let route = slot.get_or_init(|| Route::new(exchange, routing_key));
-            if route.routing_key.as_str() == routing_key {
+            if route.routing_key() == routing_key {
                 return Some(route);
             }
         }
@@ -232,6 +250,27 @@ pub(crate) fn publish_destination(exchange: &str, routing_key: &str) -> String {
         (true, false) => routing_key.to_owned(),
         (true, true) => "amq.default".to_owned(),
     }
+}
+
+/// `messaging.destination.name` of a delivery: `{exchange}:{routing key}:{queue}`, empty parts left out, and the
+/// routing key alone when it equals the queue.
+pub(crate) fn consume_destination(exchange: &str, routing_key: &str, queue: &str) -> String {
+    let mut name = String::with_capacity(exchange.len() + routing_key.len() + queue.len() + 2);
+    for part in [exchange, routing_key] {
+        if !part.is_empty() {
+            if !name.is_empty() {
+                name.push(':');
+            }
+            name.push_str(part);
+        }
+    }
+    if !queue.is_empty() && queue != routing_key {
+        if !name.is_empty() {
+            name.push(':');
+        }
+        name.push_str(queue);
+    }
+    name
 }
 
 /// Handles for one exchange.

@@ -244,27 +244,6 @@ pub(crate) fn default_tracer() -> LateTracer {
     LateTracer::global(scope())
 }
 
-/// `messaging.destination.name` of a delivery: `{exchange}:{routing key}:{queue}`, empty parts left out, and the
-/// routing key alone when it equals the queue.
-pub(crate) fn consume_destination(exchange: &str, routing_key: &str, queue: &str) -> String {
-    let mut name = String::with_capacity(exchange.len() + routing_key.len() + queue.len() + 2);
-    for part in [exchange, routing_key] {
-        if !part.is_empty() {
-            if !name.is_empty() {
-                name.push(':');
-            }
-            name.push_str(part);
-        }
-    }
-    if !queue.is_empty() && queue != routing_key {
-        if !name.is_empty() {
-            name.push(':');
-        }
-        name.push_str(queue);
-    }
-    name
-}
-
 impl TracedChannel {
     /// Wraps a channel with the default configuration (see [`TracedChannelBuilder`]).
     #[must_use]
@@ -629,7 +608,7 @@ fn next_message_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::instruments::publish_destination;
+    use crate::instruments::{consume_destination, publish_destination};
 
     #[test]
     fn message_ids_are_unique() {

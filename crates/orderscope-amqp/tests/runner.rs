@@ -25,8 +25,12 @@ fn dlx_args(dlq: &str) -> FieldTable {
 }
 
 async fn consumer(conn: &lapin::Connection, queue: &str, prefetch: u16) -> TracedConsumer {
-    let consumer = consume_channel(conn, prefetch)
-        .await
+    consumer_on(&consume_channel(conn, prefetch).await, queue).await
+}
+
+/// A traced consumer of `queue` on `channel`, with the test tracer.
+async fn consumer_on(channel: &lapin::Channel, queue: &str) -> TracedConsumer {
+    let consumer = channel
         .basic_consume(
             queue.into(),
             "runner".into(),
@@ -143,18 +147,7 @@ async fn panicking_handlers_lose_no_message_and_the_runner_keeps_going() {
     declare_queue(&channel, &dlq, FieldTable::default()).await;
     declare_queue(&channel, &queue, dlx_args(&dlq)).await;
     for i in 0..N {
-        channel
-            .basic_publish(
-                "".into(),
-                queue.as_str().into(),
-                BasicPublishOptions::default(),
-                i.to_string().as_bytes(),
-                BasicProperties::default(),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        publish_bare(&channel, &queue, i.to_string().as_bytes()).await;
     }
 
     // Every message panics on its first delivery; every tenth panics on every delivery. With the default
@@ -265,18 +258,7 @@ async fn shutdown_waits_for_in_flight_handlers_to_settle() {
     let channel = confirm_channel(&conn).await;
     declare_queue(&channel, &queue, FieldTable::default()).await;
     for _ in 0..N {
-        channel
-            .basic_publish(
-                "".into(),
-                queue.as_str().into(),
-                BasicPublishOptions::default(),
-                b"slow",
-                BasicProperties::default(),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        publish_bare(&channel, &queue, b"slow").await;
     }
 
     let started = Arc::new(AtomicUsize::new(0));
@@ -342,18 +324,7 @@ async fn one_handler_at_a_time_in_order_and_every_settle_done_when_run_returns()
     let channel = confirm_channel(&conn).await;
     declare_queue(&channel, &queue, FieldTable::default()).await;
     for i in 0..N {
-        channel
-            .basic_publish(
-                "".into(),
-                queue.as_str().into(),
-                BasicPublishOptions::default(),
-                i.to_string().as_bytes(),
-                BasicProperties::default(),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        publish_bare(&channel, &queue, i.to_string().as_bytes()).await;
     }
 
     let seen = Arc::new(std::sync::Mutex::new(Vec::with_capacity(N)));
@@ -398,20 +369,8 @@ async fn one_handler_at_a_time_in_order_and_every_settle_done_when_run_returns()
     };
     // The consumer's own channel, to close it afterwards: unacked messages would then be requeued.
     let consume = consume_channel(&conn, 50).await;
-    let consumer = consume
-        .basic_consume(
-            queue.as_str().into(),
-            "in-order".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("basic_consume");
-    let consumer = TracedConsumer::builder(consumer)
-        .tracer(tracer(spans().provider()))
-        .build();
     let report = run(
-        consumer,
+        consumer_on(&consume, &queue).await,
         handler,
         RunOptions::new()
             .retry(RetryPolicy::Requeue)
