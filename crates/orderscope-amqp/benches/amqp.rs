@@ -28,11 +28,10 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 use orderscope_amqp::{Message, RetryPolicy, RunOptions, TracedChannel, TracedConsumer, run};
 use orderscope_context::{OrderContext, WithOrder};
-use orderscope_testing::OrderSpanProcessor;
+use orderscope_testing::{DroppingExporter, OrderSpanProcessor};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
@@ -40,16 +39,6 @@ use tokio::sync::Notify;
 const PAYLOAD: [u8; 1024] = [b'x'; 1024];
 /// Publishes in flight per iteration of the publish benches (confirms pipelined, as a busy publisher does).
 const BATCH: usize = 32;
-
-#[derive(Debug)]
-struct Discard;
-
-impl SpanExporter for Discard {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        drop(batch);
-        Ok(())
-    }
-}
 
 fn addr() -> String {
     std::env::var("AMQP_ADDR").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672".to_owned())
@@ -101,7 +90,7 @@ fn tracer() -> (SdkTracerProvider, BoxedTracer) {
         // As `orderscope::init` builds it: one processor, the order fields wrapped around the
         // batch exporter (two processors would make the SDK clone every finished span).
         .with_span_processor(OrderSpanProcessor::wrap(
-            BatchSpanProcessor::builder(Discard).build(),
+            BatchSpanProcessor::builder(DroppingExporter).build(),
         ))
         .build();
     let tracer = BoxedTracer::new(Box::new(provider.tracer("orderscope-amqp")));

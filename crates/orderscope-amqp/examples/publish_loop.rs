@@ -21,23 +21,13 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 use orderscope_amqp::TracedChannel;
 use orderscope_context::{OrderContext, WithOrder};
+use orderscope_testing::DroppingExporter;
 
 const PAYLOAD: [u8; 1024] = [b'x'; 1024];
 const BATCH: usize = 32;
-
-#[derive(Debug)]
-struct Discard;
-
-impl SpanExporter for Discard {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        drop(batch);
-        Ok(())
-    }
-}
 
 async fn confirm_channel(conn: &Connection) -> Channel {
     let channel = conn.create_channel().await.expect("channel");
@@ -102,7 +92,7 @@ fn main() {
         .expect("runtime");
     let provider = SdkTracerProvider::builder()
         .with_span_processor(orderscope_testing::OrderSpanProcessor::wrap(
-            BatchSpanProcessor::builder(Discard).build(),
+            BatchSpanProcessor::builder(DroppingExporter).build(),
         ))
         .build();
     metrics::set_global_recorder(

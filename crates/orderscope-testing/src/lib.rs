@@ -84,7 +84,7 @@ pub use self::prometheus::{
     Exposition, ParseError, ParsePromError, Sample, SamplesExt, parse_exposition, parse_prometheus,
     promtool_check,
 };
-pub use self::spans::{SpanCapture, SpanCaptureBuilder};
+pub use self::spans::{DroppingExporter, SpanCapture, SpanCaptureBuilder};
 pub use self::tls::{CertificateError, TestCertificates, install_crypto_provider};
 pub use orderscope_context::{OrderSpanProcessor, WithOrderFields, set_sdk_tracer_provider};
 

@@ -212,3 +212,27 @@ impl Drop for SpanCapture {
         let _ = self.provider.shutdown();
     }
 }
+
+/// A span exporter that accepts every batch and drops it: the pipeline's own cost without a collector's,
+/// for benches and load examples.
+///
+/// ```
+/// use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+/// use orderscope_testing::{DroppingExporter, OrderSpanProcessor};
+///
+/// let provider = SdkTracerProvider::builder()
+///     .with_span_processor(OrderSpanProcessor::wrap(
+///         BatchSpanProcessor::builder(DroppingExporter).build(),
+///     ))
+///     .build();
+/// # drop(provider);
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DroppingExporter;
+
+impl opentelemetry_sdk::trace::SpanExporter for DroppingExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+        drop(std::hint::black_box(batch));
+        Ok(())
+    }
+}

@@ -23,28 +23,14 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::BodyExt;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{
-    BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
-};
-use orderscope_testing::OrderSpanProcessor;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracerProvider};
+use orderscope_testing::{DroppingExporter, OrderSpanProcessor};
 use tower::ServiceExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use self::cases::{cases, request};
-
-/// An exporter that drops every batch.
-#[derive(Debug)]
-struct NoopExporter;
-
-impl SpanExporter for NoopExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        black_box(batch);
-        Ok(())
-    }
-}
 
 const BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
@@ -57,7 +43,7 @@ fn setup() -> SdkTracerProvider {
     let provider = SdkTracerProvider::builder()
         .with_sampler(Sampler::AlwaysOn)
         .with_span_processor(OrderSpanProcessor::wrap(
-            BatchSpanProcessor::builder(NoopExporter).build(),
+            BatchSpanProcessor::builder(DroppingExporter).build(),
         ))
         .build();
     // As `orderscope::init` does: the provider is also given to orderscope's instrumentation.

@@ -9,18 +9,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
-
-/// Accepts every batch and does nothing with it.
-#[derive(Debug)]
-struct NoopExporter;
-
-impl SpanExporter for NoopExporter {
-    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
-        Ok(())
-    }
-}
+use orderscope_testing::DroppingExporter;
 
 fn one_span() {
     let span = tracing::info_span!("reserve_stock", order.items = 3_u64);
@@ -35,7 +24,7 @@ fn bench(c: &mut Criterion) {
     });
 
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_batch_exporter(NoopExporter)
+        .with_batch_exporter(DroppingExporter)
         .build();
     let peer = tracing::Dispatch::new(tracing_subscriber::layer::SubscriberExt::with(
         tracing_subscriber::registry(),
@@ -48,7 +37,7 @@ fn bench(c: &mut Criterion) {
 
     let telemetry = orderscope::builder("bench")
         .with_env([("RUST_LOG", "info")])
-        .with_span_exporter(NoopExporter)
+        .with_span_exporter(DroppingExporter)
         .with_log_writer(std::io::sink)
         .with_panic_hook(false)
         .build()

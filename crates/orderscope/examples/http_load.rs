@@ -23,21 +23,9 @@ use axum::body::Body;
 use axum::extract::Path;
 use axum::routing::get;
 use http_body_util::BodyExt as _;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use orderscope::tower::ServerLayer;
+use orderscope_testing::DroppingExporter;
 use tower::ServiceExt as _;
-
-/// Drops every batch, as a collector that accepts everything would.
-#[derive(Debug)]
-struct Dropping;
-
-impl SpanExporter for Dropping {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        black_box(batch);
-        Ok(())
-    }
-}
 
 async fn show_order(Path(id): Path<String>) -> String {
     id
@@ -60,7 +48,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         return Err("usage: http_load serve|loop bare|full ADDRESS|REQUESTS".into());
     };
     let telemetry = orderscope::builder("http-load")
-        .with_span_exporter(Dropping)
+        .with_span_exporter(DroppingExporter)
         .with_log_writer(std::io::sink)
         .build()?;
     let routes = Router::new().route("/orders/{id}", get(show_order));
