@@ -201,10 +201,10 @@ impl TracedConsumerBuilder {
     /// settled). Defaults to 0: not recorded (lapin does not tell a consumer its channel's prefetch).
     /// [`run_reconnecting`](crate::run_reconnecting) records the prefetch of its [`Consume`](crate::Consume).
     ///
-    /// A delivery counts as unsettled from when the consumer yields it until its ack, nack or reject is sent. [`run`](crate::run)
-    /// takes at most [`RunOptions::concurrency`](crate::RunOptions::concurrency) deliveries at once (the rest
-    /// wait in lapin's buffer, uncounted), so under `run` the recorded prefetch is capped at the concurrency:
-    /// saturation 1 means every handler slot is busy.
+    /// A delivery counts as unsettled from when the consumer yields it until its ack, nack or reject is sent.
+    /// [`run`](crate::run) takes at most [`RunOptions::concurrency`](crate::RunOptions::concurrency) deliveries
+    /// at once (the rest wait in lapin's buffer, uncounted), so under `run` the recorded prefetch is capped at
+    /// the concurrency: saturation 1 means every handler slot is busy.
     #[must_use]
     pub fn prefetch(mut self, prefetch: u16) -> Self {
         self.prefetch = prefetch;
