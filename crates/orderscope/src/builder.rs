@@ -107,11 +107,11 @@ type ExporterFactory = Box<
 ///   headers of [`with_otlp_header`](Self::with_otlp_header): a header of the same name in the
 ///   variable replaces the one set in code. Malformed entries are skipped without a warning.
 /// - `OTEL_EXPORTER_OTLP_{TRACES_,LOGS_}TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT`
-///   (milliseconds; a value that is not a number is passed over): used unless
+///   (milliseconds; a value that is not a number is passed over, with a WARN line): used unless
 ///   [`with_export_timeout`](Self::with_export_timeout) set one. Default 10 s.
 /// - `OTEL_EXPORTER_OTLP_{TRACES_,LOGS_}COMPRESSION`, else `OTEL_EXPORTER_OTLP_COMPRESSION`
-///   (`gzip` or `none`): used unless [`with_otlp_compression`](Self::with_otlp_compression)
-///   set one. Default: no compression.
+///   (`gzip` or `none`; another value is passed over, with a WARN line): used unless
+///   [`with_otlp_compression`](Self::with_otlp_compression) set one. Default: no compression.
 ///
 /// Export never blocks the caller: spans wait in a bounded queue (spans beyond it are dropped
 /// and counted in `orderscope_spans_dropped_total{reason="queue_full"}`); failed exports are
@@ -542,6 +542,12 @@ impl TelemetryBuilder {
     fn assemble(self) -> Result<Pieces, InitError> {
         let env = self.env.unwrap_or_else(env::process_env);
         let mut config = env::resolve(&self.code, &env);
+        // The exporter reads these from the process environment whatever `with_env` says.
+        config.warnings.extend(env::exporter_variable_warnings(
+            &config,
+            &self.code,
+            |name| std::env::var(name).ok(),
+        ));
 
         // Log filter: invalid code directives are an error; invalid env directives a warning.
         let filter = match EnvFilter::try_new(&config.log_filter) {

@@ -22,10 +22,11 @@ use crate::config::{
     TlsMode, TlsSettings, TraceExport,
 };
 
-/// The environment variables `init` reads. Anything else in the environment is ignored by
-/// orderscope; the OTLP exporter reads `OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}HEADERS`, `_TIMEOUT`
-/// and `_COMPRESSION` from the process environment itself (they are not in this list, and
-/// [`with_env`](crate::TelemetryBuilder::with_env) does not replace them).
+/// The environment variables `init` reads. The OTLP exporter reads
+/// `OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}HEADERS`, `_TIMEOUT` and `_COMPRESSION` from the process
+/// environment itself: they are not in this list, and [`with_env`](crate::TelemetryBuilder::with_env)
+/// does not replace them (orderscope only looks at the timeout, to bound each HTTP request by the
+/// same one, and at the timeout and compression, to warn about values the exporter passes over).
 pub const ENV_VARS: &[&str] = &[
     "OTEL_SDK_DISABLED",
     "OTEL_SERVICE_NAME",
@@ -82,6 +83,8 @@ pub(crate) struct Signal {
     /// The signal-specific timeout, which the OTLP exporter reads itself (orderscope only
     /// mirrors it for the HTTP client it gives the exporter).
     pub(crate) timeout: &'static str,
+    /// The signal-specific compression, which the OTLP exporter reads itself.
+    compression: &'static str,
     certificate: &'static str,
     client_certificate: &'static str,
     client_key: &'static str,
@@ -96,6 +99,7 @@ pub(crate) const TRACES: Signal = Signal {
     endpoint: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     protocol: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
     timeout: opentelemetry_otlp::OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+    compression: opentelemetry_otlp::OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
     certificate: "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
     client_certificate: "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
     client_key: "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
@@ -109,6 +113,7 @@ pub(crate) const LOGS: Signal = Signal {
     endpoint: "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
     protocol: "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
     timeout: opentelemetry_otlp::OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
+    compression: opentelemetry_otlp::OTEL_EXPORTER_OTLP_LOGS_COMPRESSION,
     certificate: "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
     client_certificate: "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
     client_key: "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
@@ -330,6 +335,59 @@ fn exporter_wanted<'e>(
             default
         }
     }
+}
+
+/// Warnings for the variables the OTLP exporter reads itself, from the process environment
+/// (through `process_var`), and passes over without a word when it cannot use them: a timeout
+/// that is not a whole number of milliseconds, a compression other than `gzip` or `none`. Only
+/// for the signals `config` exports over OTLP, and not where the setting was made in code, which
+/// the exporter takes instead.
+pub(crate) fn exporter_variable_warnings(
+    config: &ResolvedConfig,
+    code: &CodeSettings,
+    process_var: impl Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    let traces = matches!(config.traces, TraceExport::Otlp(_)).then_some(TRACES);
+    let logs = matches!(config.logs, LogExport::Otlp(_)).then_some(LOGS);
+    let exported: Vec<Signal> = traces.into_iter().chain(logs).collect();
+    if exported.is_empty() {
+        return Vec::new();
+    }
+    // Each variable once, the generic one last; empty values count as unset, as the exporter has it.
+    let set = |names: Vec<&'static str>| {
+        names
+            .into_iter()
+            .filter_map(|name| Some((name, process_var(name).filter(|v| !v.is_empty())?)))
+            .collect::<Vec<_>>()
+    };
+    let mut warnings = Vec::new();
+    if code.export_timeout.is_none() {
+        let names = exported.iter().map(|s| s.timeout);
+        for (name, value) in set(names
+            .chain([opentelemetry_otlp::OTEL_EXPORTER_OTLP_TIMEOUT])
+            .collect())
+        {
+            if value.parse::<u64>().is_err() {
+                warnings.push(format!(
+                    "{name}={value:?} is not a whole number of milliseconds; the OTLP exporter ignores it"
+                ));
+            }
+        }
+    }
+    if code.compression.is_none() {
+        let names = exported.iter().map(|s| s.compression);
+        for (name, value) in set(names
+            .chain([opentelemetry_otlp::OTEL_EXPORTER_OTLP_COMPRESSION])
+            .collect())
+        {
+            if !value.eq_ignore_ascii_case("gzip") && !value.eq_ignore_ascii_case("none") {
+                warnings.push(format!(
+                    "{name}={value:?} is not supported (use `gzip` or `none`); the OTLP exporter ignores it"
+                ));
+            }
+        }
+    }
+    warnings
 }
 
 /// How `signal` is exported by OTLP; `None` when no endpoint is configured. For every setting
@@ -749,6 +807,43 @@ mod tests {
         for name in &exporter_vars {
             assert!(!ENV_VARS.contains(&name.as_str()), "{name}");
         }
+    }
+
+    #[test]
+    fn values_the_exporter_would_pass_over_silently_are_warned_about() {
+        let e = env(&[
+            ("OTEL_LOGS_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+        ]);
+        let process: BTreeMap<&str, &str> = [
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", ""),
+            ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "brotli"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "None"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "GZIP"),
+        ]
+        .into_iter()
+        .collect();
+        let var = |name: &str| process.get(name).map(|v| (*v).to_owned());
+        let c = code("mes");
+        assert_eq!(
+            exporter_variable_warnings(&resolve(&c, &e), &c, var),
+            [
+                "OTEL_EXPORTER_OTLP_TIMEOUT=\"soon\" is not a whole number of milliseconds; the OTLP exporter ignores it",
+                "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION=\"brotli\" is not supported (use `gzip` or `none`); the OTLP exporter ignores it",
+            ]
+        );
+
+        // Set in code: the exporter does not look at the variables.
+        let mut c = code("mes");
+        c.export_timeout = Some(Duration::from_secs(1));
+        c.compression = Some(Compression::Gzip);
+        assert!(exporter_variable_warnings(&resolve(&c, &e), &c, var).is_empty());
+        // Nothing exported over OTLP: no exporter reads them.
+        let c = code("mes");
+        let none = env(&[("OTEL_TRACES_EXPORTER", "none")]);
+        assert!(exporter_variable_warnings(&resolve(&c, &none), &c, var).is_empty());
     }
 
     #[test]

@@ -97,13 +97,10 @@ pub(crate) fn otlp_exporter<B: OtlpExporterBuilder>(
                 .http()
                 .with_endpoint(otlp.endpoint.clone())
                 .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_http_client(client);
-            if !otlp.headers.is_empty() {
-                builder = builder.with_headers(http_headers(&otlp.headers)?);
-            }
-            if let Some(timeout) = otlp.timeout {
-                builder = builder.with_timeout(timeout);
-            }
+                .with_http_client(client)
+                .with_headers(http_headers(&otlp.headers)?)
+                // The deadline of its retries: the same timeout that bounds each request.
+                .with_timeout(request_timeout);
             if let Some(Compression::Gzip) = otlp.compression {
                 builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
             }
@@ -128,9 +125,7 @@ pub(crate) fn otlp_exporter<B: OtlpExporterBuilder>(
                 .grpc()
                 .with_endpoint(otlp.endpoint.clone())
                 .with_protocol(opentelemetry_otlp::Protocol::Grpc);
-            if !metadata.is_empty() {
-                builder = builder.with_metadata(metadata);
-            }
+            builder = builder.with_metadata(metadata);
             if let Some(timeout) = otlp.timeout {
                 builder = builder.with_timeout(timeout);
             }
@@ -174,7 +169,14 @@ fn http_headers(headers: &[(String, String)]) -> Result<HashMap<String, String>,
         {
             return Err(InitError::InvalidHeader { name: name.clone() });
         }
-        map.insert(name.clone(), value.replace('%', "%25"));
+        // The exporter's own map holds `User-Agent`: one key for it, or both would reach the
+        // request and one of them would win at random.
+        let name = if name.eq_ignore_ascii_case("user-agent") {
+            "User-Agent".to_owned()
+        } else {
+            name.clone()
+        };
+        map.insert(name, value.replace('%', "%25"));
     }
     Ok(map)
 }
@@ -330,6 +332,21 @@ mod tests {
             ),
             Duration::from_millis(250)
         );
+    }
+
+    #[test]
+    fn a_user_agent_set_in_code_takes_the_exporters_own_key() {
+        let headers = http_headers(&[
+            ("user-agent".into(), "mes/1.0".into()),
+            ("x-tenant".into(), "50%".into()),
+        ])
+        .unwrap();
+        assert_eq!(
+            headers.get("User-Agent").map(String::as_str),
+            Some("mes/1.0")
+        );
+        assert!(!headers.contains_key("user-agent"));
+        assert_eq!(headers.get("x-tenant").map(String::as_str), Some("50%25"));
     }
 
     #[test]
