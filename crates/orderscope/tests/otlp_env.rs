@@ -2,7 +2,8 @@
 //! `OTEL_EXPORTER_OTLP_{,TRACES_,LOGS_}{HEADERS,COMPRESSION}`, as the collector sees them, over
 //! HTTP/protobuf and gRPC, for spans and log records, next to headers and compression set in
 //! code: the signal's headers variable replaces the generic one and is merged over the code
-//! headers per key; a compression set in code beats the variables.
+//! headers per key; a compression set in code beats the variables; a timeout variable bounds each
+//! HTTP request.
 //!
 //! The process environment is global, and setting it is `unsafe` (forbidden in this workspace):
 //! each case runs `init` in a child process of this test binary, started with its variables;
@@ -183,4 +184,53 @@ fn check(case: &Case, requests: &[ExportRequest]) {
         // The traces compression variable is not the logs'.
         assert_eq!(request.compressed, case.code_gzip, "{context}");
     }
+}
+
+/// Set in the child of the timeout case: the silent collector's address.
+const SILENT: &str = "ORDERSCOPE_TEST_OTLP_SILENT_COLLECTOR";
+
+/// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT` reaches the HTTP client orderscope gives the exporter: against
+/// a collector that never answers, each request ends at that timeout, and shutdown says so rather
+/// than "no answer" at its own bound.
+#[test]
+fn a_timeout_variable_bounds_each_http_request() {
+    if let Ok(endpoint) = std::env::var(SILENT) {
+        let telemetry = orderscope::builder("silent")
+            .with_otlp_endpoint(&endpoint)
+            .build()
+            .expect("init");
+        common::emit_parent_child();
+        let error = telemetry.shutdown().expect_err("nothing answers");
+        let message = error.to_string();
+        assert!(
+            message.contains("not delivered to") && message.contains("timed out"),
+            "{message}"
+        );
+        return;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut command = Command::new(exe);
+    command.args([
+        "--exact",
+        "a_timeout_variable_bounds_each_http_request",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("OTEL_") {
+            command.env_remove(name);
+        }
+    }
+    let output = command
+        .env(SILENT, common::silent_collector())
+        .env("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "300")
+        .output()
+        .expect("the child process runs");
+    assert!(
+        output.status.success(),
+        "{}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -1,7 +1,8 @@
 //! A collector that accepts connections and never answers: shutdown keeps its bound and says
 //! what was not delivered, where to, and why; from async code it blocks no runtime worker.
 
-use std::net::TcpListener;
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -12,19 +13,6 @@ use tracing_subscriber::prelude::*;
 
 const BOUND: Duration = Duration::from_secs(1);
 
-/// Accepts connections and keeps them open without reading or answering.
-fn silent_collector() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming().flatten() {
-            held.push(stream);
-        }
-    });
-    format!("http://{addr}")
-}
-
 fn spans(n: usize) {
     for _ in 0..n {
         let span = tracing::info_span!("unanswered");
@@ -34,7 +22,7 @@ fn spans(n: usize) {
 
 #[test]
 fn shutdown_says_what_was_not_delivered_where_and_why() {
-    let endpoint = silent_collector();
+    let endpoint = common::silent_collector();
     let logs = LogCapture::new();
     let telemetry = orderscope::builder("silent")
         .with_env(Vec::<(String, String)>::new())
@@ -75,7 +63,7 @@ fn shutdown_says_what_was_not_delivered_where_and_why() {
 
 #[test]
 fn shutdown_async_blocks_no_worker_of_a_current_thread_runtime() {
-    let endpoint = silent_collector();
+    let endpoint = common::silent_collector();
     let parts = orderscope::builder("silent-async")
         .with_env(Vec::<(String, String)>::new())
         .with_otlp_endpoint(&endpoint)

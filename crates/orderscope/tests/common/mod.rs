@@ -210,3 +210,17 @@ pub async fn closed_collector_port_scenario(protocol: &str) {
 
     server.abort();
 }
+
+/// A collector that accepts connections and keeps them open without reading or answering; its
+/// `http://` address.
+pub fn silent_collector() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    format!("http://{addr}")
+}
