@@ -109,11 +109,7 @@ struct Shared {
     cond: Condvar,
     /// Bumped on every stored export, for async waiters.
     version: watch::Sender<u64>,
-    requests: AtomicUsize,
-    grpc_requests: AtomicUsize,
-    http_requests: AtomicUsize,
     rejected: AtomicUsize,
-    compressed: AtomicUsize,
     failing: AtomicBool,
     failed: AtomicUsize,
 }
@@ -124,11 +120,7 @@ impl Shared {
             store: Mutex::new(Store::default()),
             cond: Condvar::new(),
             version: watch::Sender::new(0),
-            requests: AtomicUsize::new(0),
-            grpc_requests: AtomicUsize::new(0),
-            http_requests: AtomicUsize::new(0),
             rejected: AtomicUsize::new(0),
-            compressed: AtomicUsize::new(0),
             failing: AtomicBool::new(false),
             failed: AtomicUsize::new(0),
         }
@@ -143,25 +135,10 @@ impl Shared {
         refuse
     }
 
-    /// Counts a gRPC request whose body was compressed (tonic decompressed it already).
-    fn count_compressed_grpc(&self, metadata: &tonic::metadata::MetadataMap) {
-        if metadata
-            .get("grpc-encoding")
-            .is_some_and(|v| v.as_bytes() != b"identity")
-        {
-            self.compressed.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
     fn count(&self, signal: Signal, transport: Transport, headers: &HeaderMap) {
         lock(&self.store)
             .requests
             .push(ExportRequest::new(signal, transport, headers));
-        self.requests.fetch_add(1, Ordering::SeqCst);
-        match transport {
-            Transport::Grpc => self.grpc_requests.fetch_add(1, Ordering::SeqCst),
-            _ => self.http_requests.fetch_add(1, Ordering::SeqCst),
-        };
     }
 
     fn changed(&self) {
@@ -311,7 +288,6 @@ impl TraceService for Grpc {
         if self.0.refuse() {
             return Err(tonic::Status::unavailable("receiver set to fail"));
         }
-        self.0.count_compressed_grpc(request.metadata());
         let headers = request.metadata().clone().into_headers();
         self.0
             .store_traces(request.get_ref(), Transport::Grpc, &headers);
@@ -328,7 +304,6 @@ impl LogsService for Grpc {
         if self.0.refuse() {
             return Err(tonic::Status::unavailable("receiver set to fail"));
         }
-        self.0.count_compressed_grpc(request.metadata());
         let headers = request.metadata().clone().into_headers();
         self.0
             .store_logs(request.get_ref(), Transport::Grpc, &headers);
@@ -345,7 +320,6 @@ impl MetricsService for Grpc {
         if self.0.refuse() {
             return Err(tonic::Status::unavailable("receiver set to fail"));
         }
-        self.0.count_compressed_grpc(request.metadata());
         let headers = request.metadata().clone().into_headers();
         self.0
             .store_metrics(request.get_ref(), Transport::Grpc, &headers);
@@ -394,7 +368,6 @@ fn decode_http<M: Message + Default>(
                     (StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")).into_response()
                 );
             }
-            shared.compressed.fetch_add(1, Ordering::SeqCst);
             gunzipped = out;
             &gunzipped
         }
@@ -937,17 +910,17 @@ impl OtlpReceiver {
 
     /// Number of export requests accepted (all signals, both transports).
     pub fn requests(&self) -> usize {
-        self.shared.requests.load(Ordering::SeqCst)
+        lock(&self.shared.store).requests.len()
     }
 
     /// Number of export requests accepted over gRPC.
     pub fn grpc_requests(&self) -> usize {
-        self.shared.grpc_requests.load(Ordering::SeqCst)
+        self.count_requests(|r| r.transport == Transport::Grpc)
     }
 
     /// Number of export requests accepted over HTTP.
     pub fn http_requests(&self) -> usize {
-        self.shared.http_requests.load(Ordering::SeqCst)
+        self.count_requests(|r| r.transport != Transport::Grpc)
     }
 
     /// Number of HTTP requests rejected (wrong content type, compressed, undecodable).
@@ -955,9 +928,17 @@ impl OtlpReceiver {
         self.shared.rejected.load(Ordering::SeqCst)
     }
 
-    /// Export requests whose body was compressed (gzip), over either transport.
+    /// Export requests accepted whose body was compressed (gzip), over either transport.
     pub fn compressed_requests(&self) -> usize {
-        self.shared.compressed.load(Ordering::SeqCst)
+        self.count_requests(|r| r.compressed)
+    }
+
+    fn count_requests(&self, which: impl Fn(&ExportRequest) -> bool) -> usize {
+        lock(&self.shared.store)
+            .requests
+            .iter()
+            .filter(|r| which(r))
+            .count()
     }
 
     /// Makes the receiver refuse exports (gRPC `UNAVAILABLE`, HTTP 503) until called with
@@ -975,11 +956,7 @@ impl OtlpReceiver {
     pub fn clear(&self) {
         let mut store = lock(&self.shared.store);
         *store = Store::default();
-        self.shared.requests.store(0, Ordering::SeqCst);
-        self.shared.grpc_requests.store(0, Ordering::SeqCst);
-        self.shared.http_requests.store(0, Ordering::SeqCst);
         self.shared.rejected.store(0, Ordering::SeqCst);
-        self.shared.compressed.store(0, Ordering::SeqCst);
         self.shared.failed.store(0, Ordering::SeqCst);
     }
 
@@ -1016,7 +993,7 @@ impl OtlpReceiver {
                         expected: n,
                         timeout,
                         received: items.iter().map(&summary).collect(),
-                        requests: self.requests(),
+                        requests: store.requests.len(),
                     });
                 }
             }
@@ -1045,7 +1022,7 @@ impl OtlpReceiver {
                     expected: n,
                     timeout,
                     received: items.iter().map(&summary).collect(),
-                    requests: self.requests(),
+                    requests: store.requests.len(),
                 });
             }
             store = self
