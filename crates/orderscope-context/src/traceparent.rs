@@ -126,7 +126,16 @@ pub(crate) fn parse_traceparent_bytes(value: &[u8]) -> Option<TraceParent> {
     match version {
         0xff => return None,
         0 if b.len() != TRACEPARENT_LEN => return None,
-        _ if b.len() > TRACEPARENT_LEN && b[TRACEPARENT_LEN] != b'-' => return None,
+        // A later version's further fields: after a `-`, and of the characters a header value may
+        // hold as text (visible ASCII, space, tab), as the fixed part is.
+        _ if b.len() > TRACEPARENT_LEN
+            && (b[TRACEPARENT_LEN] != b'-'
+                || !b[TRACEPARENT_LEN..]
+                    .iter()
+                    .all(|&c| c == b'\t' || (b' '..=b'~').contains(&c))) =>
+        {
+            return None;
+        }
         _ => {}
     }
     if fixed[2] != b'-' || fixed[35] != b'-' || fixed[52] != b'-' {

@@ -462,6 +462,18 @@ fn http_traceparent_bytes_are_judged_like_the_text() {
     assert!(e.remote().is_none());
     assert_eq!(c, counts(&[("traceparent_invalid", 1)]));
 
+    // A later version's further fields are held to the same: bytes a header's text cannot hold
+    // make it an invalid header, not a parent.
+    let later = tp.replacen("00", "01", 1);
+    let mut hostile = format!("{later}-").into_bytes();
+    hostile.extend_from_slice(&[0xff, 0xfe]);
+    let (e, c) = extract(&hostile);
+    assert!(e.remote().is_none());
+    assert_eq!(c, counts(&[("header_invalid", 1)]));
+    let (e, c) = extract(format!("{later}-future").as_bytes());
+    assert!(e.remote().is_some());
+    assert_eq!(c, counts(&[]));
+
     let (e, c) = extract(format!("\t {tp} \t").as_bytes());
     assert_eq!(
         e.remote().map(|sc| sc.trace_id().to_string()).as_deref(),
