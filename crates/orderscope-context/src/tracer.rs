@@ -63,7 +63,8 @@ static SDK_PROVIDER: RwLock<Option<opentelemetry_sdk::trace::SdkTracerProvider>>
 /// span started with [`LateTracer::start`] is the SDK's own span in the context rather than the
 /// global provider's box around it. `orderscope::init` calls it with the provider it installs;
 /// call it yourself only when you install the provider with
-/// `opentelemetry::global::set_tracer_provider`, with the same provider.
+/// `opentelemetry::global::set_tracer_provider`, with the same provider, and before that call: a
+/// `LateTracer` that resolves its tracer from the global provider keeps it.
 ///
 /// # Example
 ///
@@ -71,8 +72,8 @@ static SDK_PROVIDER: RwLock<Option<opentelemetry_sdk::trace::SdkTracerProvider>>
 /// use opentelemetry_sdk::trace::SdkTracerProvider;
 ///
 /// let provider = SdkTracerProvider::builder().build();
-/// opentelemetry::global::set_tracer_provider(provider.clone());
 /// orderscope_context::set_sdk_tracer_provider(&provider);
+/// opentelemetry::global::set_tracer_provider(provider.clone());
 /// ```
 #[cfg(feature = "sdk")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sdk")))]
@@ -143,10 +144,9 @@ impl LateTracer {
     /// ```
     #[inline]
     pub fn start(&self, builder: SpanBuilder, parent: &Context) -> Context {
+        // Only a tracer without a fixed one resolves (`bound` stays empty otherwise).
         #[cfg(feature = "sdk")]
-        if self.fixed.is_none()
-            && let Some(Bound::Sdk(tracer, _)) = self.bound.get()
-        {
+        if let Some(Bound::Sdk(tracer, _)) = self.bound.get() {
             return parent.with_span(tracer.build_with_context(builder, parent));
         }
         parent.with_span(self.build_with_context(builder, parent))

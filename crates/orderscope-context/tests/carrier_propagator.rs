@@ -172,6 +172,36 @@ fn amqp_carrier_speaks_the_set_propagator() {
             headers.inner().get("x-trace"),
             Some(AMQPValue::LongString(s)) if s.to_string().starts_with("4bf92f")
         ));
+
+        // A span kept outside the context (the publisher's) is written by the set propagator too,
+        // as if it were the context's, replacing or keeping what the table held.
+        let span = SpanContext::new(
+            TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap(),
+            SpanId::from_hex("b7ad6b7169203331").unwrap(),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::NONE,
+        );
+        for replace in [false, true] {
+            let old = || {
+                let mut table = FieldTable::default();
+                table.insert(
+                    "x-trace".into(),
+                    AMQPValue::LongString(LongString::from("old")),
+                );
+                table
+            };
+            let (mut for_span, mut in_context) = (old(), old());
+            carrier::inject_amqp_for_span(&cx(), &span, &mut for_span, replace);
+            let with_span = cx().with_remote_span_context(span.clone());
+            if replace {
+                carrier::inject_amqp_replacing(&with_span, &mut in_context);
+            } else {
+                carrier::inject_amqp(&with_span, &mut in_context);
+            }
+            assert_eq!(for_span, in_context, "replace: {replace}");
+            assert!(for_span.contains_key("baggage"), "replace: {replace}");
+        }
     });
 }
 

@@ -28,7 +28,7 @@ pub const CORRELATION_CONTEXT: &str = "Correlation-Context";
 ///   [`inject_amqp_replacing`] replaces them.
 /// - A key longer than 255 bytes cannot be an AMQP field name: it is dropped and counted
 ///   (`reason="header_invalid"`), never a panic.
-/// - `x-order-id` is written only by [`insert_order_id`].
+/// - [`inject_context`](Self::inject_context) writes no `x-order-id`; [`insert_order_id`] does.
 #[derive(Debug)]
 pub struct FieldTableInjector<'a>(pub &'a mut FieldTable);
 
@@ -107,11 +107,12 @@ fn write_w3c(
     let mut injector = FieldTableInjector(table);
     let keep_trace = !replace_trace && injector.0.contains_key(TRACEPARENT);
     if !keep_trace {
-        let tracestate = span.and_then(|sc| {
+        let mut tracestate = None;
+        if let Some(sc) = span {
             // Written as bytes straight into the long string: one allocation, no UTF-8 check.
             injector.put(TRACEPARENT, traceparent_bytes(sc).to_vec());
-            format_tracestate(sc.trace_state())
-        });
+            tracestate = format_tracestate(sc.trace_state());
+        }
         match tracestate {
             Some(ts) => injector.put(TRACESTATE, ts),
             // A replaced traceparent must not travel with the old tracestate.
