@@ -620,7 +620,7 @@ mod tests {
     /// `process_env` passes only these on: a variable `init` reads that is missing here is
     /// never seen from the process environment (only through `with_env`).
     #[test]
-    fn every_variable_init_reads_is_taken_from_the_process() {
+    fn otel_propagators_is_taken_from_the_process() {
         assert!(ENV_VARS.contains(&crate::propagators::OTEL_PROPAGATORS));
     }
 
