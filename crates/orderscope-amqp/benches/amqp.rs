@@ -3,17 +3,25 @@
 //!
 //! - `amqp/publish_confirm_bare` vs `amqp/publish_confirm_orderscope`: 32 publishes in flight, each awaited to
 //!   its confirm; `amqp/publish_confirm_bare_same_headers` is bare lapin sending the headers and properties
-//!   orderscope adds (fixed values), the broker's share of the difference;
+//!   orderscope adds (fixed values): what carrying them costs lapin and the broker, the floor any traced
+//!   publish sits on;
 //! - `amqp/consume_ack_bare` vs `amqp/consume_ack_orderscope`: a batch of prefetched messages, each received and
 //!   acked — by a plain lapin consumer loop awaiting each ack, and by [`orderscope_amqp::run`] with a handler
 //!   that returns `Ok` (one handler at a time, like the bare loop; `run` sends an ack and lets the next handler
 //!   run while lapin writes it). Each timed batch gets a fresh consumer (untimed set-up), with the same
-//!   prefetch (200) on both sides, and ends when the last ack is written.
+//!   prefetch (200) on both sides, and ends when the last ack is written;
+//! - `amqp/publish_confirm_peer_stack` and `amqp/consume_ack_peer_stack`: the same two workloads through the
+//!   stack a service assembles without orderscope (see `peer/mod.rs`): a `tracing` span per publish and per
+//!   delivery exported by tracing-opentelemetry, the global W3C propagator (trace context and baggage)
+//!   writing and reading the headers through a hand-written injector and extractor, and a counter and a
+//!   histogram per operation. The set-up checks that the peer really propagates the trace and the order.
 //!
 //! The orderscope cases run with a real SDK tracer provider (order processor + batch processor with a
 //! discarding exporter) and the Prometheus recorder installed, so every span and metric is really recorded.
 
 #![allow(missing_docs)]
+
+mod peer;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +34,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use opentelemetry::context::FutureExt as _;
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
@@ -35,6 +44,7 @@ use orderscope_testing::{DroppingExporter, OrderSpanProcessor};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
+use tracing_subscriber::layer::SubscriberExt as _;
 
 const PAYLOAD: [u8; 1024] = [b'x'; 1024];
 /// Publishes in flight per iteration of the publish benches (confirms pipelined, as a busy publisher does).
@@ -95,6 +105,17 @@ fn tracer() -> (SdkTracerProvider, BoxedTracer) {
         .build();
     let tracer = BoxedTracer::new(Box::new(provider.tracer("orderscope-amqp")));
     (provider, tracer)
+}
+
+/// The peer stack's subscriber: tracing-opentelemetry's layer over an SDK provider with the batch
+/// processor (and the same discarding exporter) as orderscope's cases.
+fn peer_subscriber() -> (SdkTracerProvider, impl tracing::Subscriber + Send + Sync) {
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(BatchSpanProcessor::builder(DroppingExporter).build())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("peer")));
+    (provider, subscriber)
 }
 
 /// One timed batch of bare lapin: [`BATCH`] publishes of `properties` in flight, each awaited to its
@@ -185,6 +206,24 @@ fn publish(c: &mut Criterion, rt: &Runtime, broker: &Broker) {
             }
         });
     });
+
+    let peer_channel = rt.block_on(confirm_channel(&broker.conn));
+    let (peer_provider, subscriber) = peer_subscriber();
+    {
+        // The futures run on this thread (`block_on`), where the peer's subscriber is the default.
+        let _subscriber = tracing::subscriber::set_default(subscriber);
+        group.bench_function("publish_confirm_peer_stack", |b| {
+            b.to_async(rt).iter(|| {
+                let (channel, queue) = (&peer_channel, &queue);
+                async move {
+                    let publishes = (0..BATCH).map(|_| peer::publish(channel, queue, &PAYLOAD));
+                    futures_util::future::join_all(publishes).await;
+                }
+                .with_context(peer::order_context())
+            });
+        });
+    }
+    let _ = peer_provider.shutdown();
     group.finish();
 }
 
@@ -310,10 +349,38 @@ fn consume(c: &mut Criterion, rt: &Runtime, broker: &Broker) {
             }
         });
     });
+    let peer_setup = rt.block_on(consume_setup(&broker.conn, "consume-peer"));
+    let (peer_provider, subscriber) = peer_subscriber();
+    {
+        let _subscriber = tracing::subscriber::set_default(subscriber);
+        group.bench_function("consume_ack_peer_stack", |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                let setup = &peer_setup;
+                async move {
+                    fill(&setup.filler, &setup.queue, iters).await;
+                    let (channel, mut consumer) = consumer(conn, &setup.queue, "peer").await;
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let delivery = consumer.next().await.unwrap().unwrap();
+                        peer::process_and_ack(delivery, &setup.queue).await;
+                    }
+                    let elapsed = start.elapsed();
+                    channel.close(200, "done".into()).await.unwrap();
+                    elapsed
+                }
+            });
+        });
+    }
+    let _ = peer_provider.shutdown();
     group.finish();
     rt.block_on(async {
         let channel = broker.conn.create_channel().await.unwrap();
-        for q in [&bare.queue, &traced.queue, &broker.publish_queue] {
+        for q in [
+            &bare.queue,
+            &peer_setup.queue,
+            &traced.queue,
+            &broker.publish_queue,
+        ] {
             let _ = channel
                 .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
                 .await;
@@ -328,6 +395,10 @@ fn benches(c: &mut Criterion) {
         .unwrap();
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
     metrics::set_global_recorder(recorder).unwrap();
+    // The peer stack injects and extracts with the global propagator, as its docs show; orderscope's
+    // cases do not read it.
+    peer::install_propagator();
+    peer::assert_peer_propagates();
     let broker = rt.block_on(broker());
     publish(c, &rt, &broker);
     consume(c, &rt, &broker);
