@@ -7,8 +7,8 @@
 //!   publish sits on;
 //! - `amqp/consume_ack_bare` vs `amqp/consume_ack_orderscope`: a batch of prefetched messages, each received and
 //!   acked — by a plain lapin consumer loop awaiting each ack, and by [`orderscope_amqp::run`] with a handler
-//!   that returns `Ok` (one handler at a time, like the bare loop; `run` sends an ack and lets the next handler
-//!   run while lapin writes it). Each timed batch gets a fresh consumer (untimed set-up), with the same
+//!   that returns `Ok` (one handler at a time, like the bare loop; `run` sends each ack and goes on while lapin
+//!   writes it, where the bare loop waits for that round trip to lapin's I/O thread). Each timed batch gets a fresh consumer (untimed set-up), with the same
 //!   prefetch (200) on both sides, and ends when the last ack is written;
 //! - `amqp/publish_confirm_peer_stack` and `amqp/consume_ack_peer_stack`: the same two workloads through the
 //!   stack a service assembles without orderscope (see `peer/mod.rs`): a `tracing` span per publish and per

@@ -7,6 +7,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt as _, StreamExt as _};
 use tokio::task::JoinSet;
 
@@ -20,6 +21,10 @@ use crate::instruments::SettleOutcome;
 use crate::publish::TracedChannel;
 use crate::retry::{Retries, republish_properties};
 use crate::settle::{Action, Pending};
+
+/// How many settles (acks, nacks, retry copies) one handler at a time may leave in flight before the runner
+/// waits for one to complete: the consumer's prefetch bounds them too, but not with a prefetch of 0.
+const SETTLES_IN_FLIGHT: usize = 128;
 
 /// Header naming why a message went to the dead-letter queue (`handler_error` or `panic`), on the copy the
 /// runner publishes there.
@@ -603,11 +608,13 @@ where
 /// and joined per message. A panic outside the handler (which [`handle`] catches itself) is caught here, like
 /// a spawned task's, and counted in [`RunReport::lost_tasks`].
 ///
-/// Settling overlaps the next handler: once a handler is done, its delivery's ack (or nack, or retry copy) is
-/// sent, and the next delivery's handler starts while that settle completes; the next settle waits for it, so
-/// deliveries are settled one at a time, in order. Lapin answers an ack only when its frame is written to the
-/// socket: waiting for that before taking the next delivery would make the consumer's throughput the
-/// round trip to lapin's I/O thread, not its handler's.
+/// Settling overlaps the next handlers: once a handler is done, its delivery's ack (or nack, or retry copy) is
+/// sent — before the next handler starts, so plain acks and nacks reach lapin in delivery order — and the
+/// runner goes on while it completes. Up to [`SETTLES_IN_FLIGHT`] settles complete side by side; each is
+/// counted when it does, and all are done when the session ends. Lapin answers an ack only when its frame is
+/// written to the socket: waiting for that before taking the next delivery would make the consumer's
+/// throughput the round trip to lapin's I/O thread, not its handler's; and a retry copy waiting for its
+/// publisher confirm holds up no other message.
 async fn session_in_place<H, Fut, E>(
     mut consumer: TracedConsumer,
     runtime: &Arc<Runtime<H>>,
@@ -621,7 +628,7 @@ where
     E: fmt::Display + Send + 'static,
 {
     let start_settle = |handled: Handled| AssertUnwindSafe(settle(runtime, handled)).catch_unwind();
-    let mut settling = std::pin::pin!(none_of(&start_settle));
+    let mut settling = no_settles(&start_settle);
     let failure = loop {
         let next = tokio::select! {
             biased;
@@ -629,25 +636,27 @@ where
                 *stopped = true;
                 break None;
             }
-            settled = in_flight(settling.as_mut()) => {
+            Some(settled) = settling.next(), if !settling.is_empty() => {
                 add(report, settled.ok());
-                settling.set(None);
                 continue;
             }
-            next = consumer.next() => next,
+            next = consumer.next(), if settling.len() < SETTLES_IN_FLIGHT => next,
         };
         match next {
             Some(Ok(delivery)) => {
                 report.handled += 1;
-                let handler = AssertUnwindSafe(handle(runtime, delivery)).catch_unwind();
-                let (settled, handled) =
-                    futures_util::future::join(finished(settling.as_mut()), handler).await;
-                if let Some(settled) = settled {
-                    add(report, settled.ok());
-                }
-                settling.set(None);
+                let mut handler =
+                    std::pin::pin!(AssertUnwindSafe(handle(runtime, delivery)).catch_unwind());
+                // The settles in flight complete while the handler runs.
+                let handled = loop {
+                    tokio::select! {
+                        biased;
+                        handled = &mut handler => break handled,
+                        Some(settled) = settling.next(), if !settling.is_empty() => add(report, settled.ok()),
+                    }
+                };
                 match handled {
-                    Ok(handled) => settling.set(Some(start_settle(handled))),
+                    Ok(handled) => settling.push(start_settle(handled)),
                     Err(_) => add(report, None),
                 }
             }
@@ -655,31 +664,15 @@ where
             None => break None,
         }
     };
-    if let Some(settled) = finished(settling.as_mut()).await {
+    while let Some(settled) = settling.next().await {
         add(report, settled.ok());
     }
     failure
 }
 
-/// No future yet, of the type `start` makes.
-fn none_of<A, F>(_start: &impl Fn(A) -> F) -> Option<F> {
-    None
-}
-
-/// The settle in flight: its result when it completes; pending for ever when there is none.
-fn in_flight<F: Future>(mut slot: Pin<&mut Option<F>>) -> impl Future<Output = F::Output> + '_ {
-    std::future::poll_fn(move |cx| match slot.as_mut().as_pin_mut() {
-        Some(future) => future.poll(cx),
-        None => std::task::Poll::Pending,
-    })
-}
-
-/// The settle in flight, awaited to its result; `None` at once when there is none.
-async fn finished<F: Future>(slot: Pin<&mut Option<F>>) -> Option<F::Output> {
-    match slot.as_pin_mut() {
-        Some(future) => Some(future.await),
-        None => None,
-    }
+/// An empty set of the futures `start` makes.
+fn no_settles<A, F>(_start: &impl Fn(A) -> F) -> FuturesUnordered<F> {
+    FuturesUnordered::new()
 }
 
 fn add(report: &mut RunReport, joined: Option<TaskResult>) {
