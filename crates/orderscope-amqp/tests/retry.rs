@@ -471,3 +471,89 @@ async fn discarded_messages_are_counted_when_discarding_is_accepted() {
     );
     cleanup(&conn, &[&queue], &[]).await;
 }
+
+/// A failed message's retry copy whose publisher confirm does not come (a proxy holds everything the broker
+/// sends to the retry publisher) holds up neither the handlers nor the acks of the messages behind it, and
+/// is settled once the confirm arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_copy_waiting_for_its_confirm_holds_up_no_other_message() {
+    const BEHIND: usize = 20;
+    let conn = connect().await;
+    let queue = unique("held-confirm");
+    let channel = confirm_channel(&conn).await;
+    declare_queue(&channel, &queue, expiring(FieldTable::default())).await;
+    publish_bare(&channel, &queue, b"fails").await;
+    for i in 0..BEHIND {
+        publish_bare(&channel, &queue, format!("good {i}").as_bytes()).await;
+    }
+    let r = retries(&queue, 3, Backoff::exponential(Duration::from_secs(60)));
+
+    // Only the retry publisher goes through the proxy; the consumer and its acks do not.
+    let proxy = Arc::new(Proxy::start().await);
+    let proxied = lapin::Connection::connect(&proxy.uri, lapin::ConnectionProperties::default())
+        .await
+        .expect("connect through the proxy");
+    let retry_publisher = publisher(confirm_channel(&proxied).await);
+
+    let good = Arc::new(Mutex::new(0_usize));
+    let all_good = Arc::new(Notify::new());
+    let handler = {
+        let (proxy, good, all_good) =
+            (Arc::clone(&proxy), Arc::clone(&good), Arc::clone(&all_good));
+        move |message: Message| {
+            let (proxy, good, all_good) =
+                (Arc::clone(&proxy), Arc::clone(&good), Arc::clone(&all_good));
+            async move {
+                if message.data() == b"fails" {
+                    // From here on, no confirm reaches the retry publisher.
+                    proxy.hold(true);
+                    return Err("fails".to_owned());
+                }
+                let mut good = good.lock().unwrap();
+                *good += 1;
+                if *good == BEHIND {
+                    all_good.notify_one();
+                }
+                Ok(())
+            }
+        }
+    };
+    let stop = Arc::new(Notify::new());
+    let runner = tokio::spawn(run(
+        consumer(&conn, &queue, 50).await,
+        handler,
+        RunOptions::new()
+            .retries(r.clone(), retry_publisher)
+            .shutdown({
+                let stop = Arc::clone(&stop);
+                async move { stop.notified().await }
+            }),
+    ));
+
+    tokio::time::timeout(Duration::from_secs(20), all_good.notified())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} of the {BEHIND} messages behind the unconfirmed retry copy were handled",
+                good.lock().unwrap()
+            )
+        });
+    proxy.hold(false);
+    stop.notify_one();
+    let report = runner.await.expect("runner task").expect("runner");
+    assert_eq!(report.handled, BEHIND as u64 + 1, "{report:?}");
+    assert_eq!(report.acked, BEHIND as u64, "{report:?}");
+    assert_eq!(report.retried, 1, "{report:?}");
+    assert_eq!(report.settle_failed + report.lost_tasks, 0, "{report:?}");
+    // The copy waits in the first delay queue; the work queue is empty.
+    assert_eq!(message_count(&conn, &r.delay_queue(1)).await, 1);
+    assert_eq!(message_count(&conn, &queue).await, 0);
+
+    let names = cleanup_names(&queue, &r);
+    cleanup(
+        &conn,
+        &names.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[],
+    )
+    .await;
+}
