@@ -519,8 +519,10 @@ async fn a_retry_copy_waiting_for_its_confirm_holds_up_no_other_message() {
         }
     };
     let stop = Arc::new(Notify::new());
+    // A prefetch of 5: the broker delivers all 20 good messages only if their acks reach it while the
+    // copy's confirm is held.
     let runner = tokio::spawn(run(
-        consumer(&conn, &queue, 50).await,
+        consumer(&conn, &queue, 5).await,
         handler,
         RunOptions::new()
             .retries(r.clone(), retry_publisher)
