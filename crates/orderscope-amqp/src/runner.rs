@@ -610,11 +610,11 @@ where
 ///
 /// Settling overlaps the next handlers: once a handler is done, its delivery's ack (or nack, or retry copy) is
 /// started — in the normal case sent before the next handler starts — and the runner goes on while it
-/// completes. Up to [`SETTLES_IN_FLIGHT`] settles complete side by side; each is
-/// counted when it does, and all are done when the session ends. Lapin answers an ack only when its frame is
-/// written to the socket: waiting for that before taking the next delivery would make the consumer's
-/// throughput the round trip to lapin's I/O thread, not its handler's; and a retry copy waiting for its
-/// publisher confirm holds up no other message.
+/// completes. Up to [`SETTLES_IN_FLIGHT`] settles complete side by side; each is counted when it does, and all
+/// are done when the session ends. Lapin answers an ack only when its frame is written to the socket: waiting
+/// for that before taking the next delivery would make the consumer's throughput the round trip to lapin's
+/// I/O thread, not its handler's; and a retry copy waiting for its publisher confirm holds up no other
+/// message.
 async fn session_in_place<H, Fut, E>(
     mut consumer: TracedConsumer,
     runtime: &Arc<Runtime<H>>,
