@@ -262,12 +262,5 @@ async fn five_thousand_messages_through_failures_panics_and_two_broker_closes() 
     for n in 1..ATTEMPTS {
         assert_eq!(message_count(&conn, &retries.delay_queue(n)).await, 0);
     }
-    let mut names = vec![queue.clone(), retries.dead_letter_queue().to_owned()];
-    names.extend((1..ATTEMPTS).map(|n| retries.delay_queue(n)));
-    cleanup(
-        &conn,
-        &names.iter().map(String::as_str).collect::<Vec<_>>(),
-        &[],
-    )
-    .await;
+    cleanup_retries(&conn, &queue, &retries).await;
 }

@@ -53,12 +53,6 @@ fn retries(queue: &str, attempts: u32, backoff: Backoff) -> Retries {
         .declare_at_start(true)
 }
 
-fn cleanup_names(queue: &str, r: &Retries) -> Vec<String> {
-    let mut names = vec![queue.to_owned(), r.dead_letter_queue().to_owned()];
-    names.extend((1..r.attempts()).map(|n| r.delay_queue(n)));
-    names
-}
-
 /// A foreign `x-death` entry, as a message dead-lettered from another queue carries it.
 fn foreign_x_death() -> FieldTable {
     let mut death = FieldTable::default();
@@ -252,13 +246,7 @@ async fn a_poison_message_with_a_foreign_x_death_is_dead_lettered_after_exactly_
             );
         }
     }
-    let names = cleanup_names(&queue, &r);
-    cleanup(
-        &conn,
-        &names.iter().map(String::as_str).collect::<Vec<_>>(),
-        &[],
-    )
-    .await;
+    cleanup_retries(&conn, &queue, &r).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,13 +352,7 @@ async fn backoff_delays_are_observed_and_one_message_retrying_does_not_hold_up_o
             n + 1
         );
     }
-    let names = cleanup_names(&queue, &r);
-    cleanup(
-        &conn,
-        &names.iter().map(String::as_str).collect::<Vec<_>>(),
-        &[],
-    )
-    .await;
+    cleanup_retries(&conn, &queue, &r).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -551,11 +533,5 @@ async fn a_retry_copy_waiting_for_its_confirm_holds_up_no_other_message() {
     assert_eq!(message_count(&conn, &r.delay_queue(1)).await, 1);
     assert_eq!(message_count(&conn, &queue).await, 0);
 
-    let names = cleanup_names(&queue, &r);
-    cleanup(
-        &conn,
-        &names.iter().map(String::as_str).collect::<Vec<_>>(),
-        &[],
-    )
-    .await;
+    cleanup_retries(&conn, &queue, &r).await;
 }

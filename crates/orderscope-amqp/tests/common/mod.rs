@@ -159,6 +159,18 @@ pub async fn cleanup(conn: &Connection, queues: &[&str], exchanges: &[&str]) {
     let _ = channel.close(200, "done".into()).await;
 }
 
+/// Deletes `queue` and its retry topology: the dead-letter queue and every delay queue.
+pub async fn cleanup_retries(conn: &Connection, queue: &str, r: &orderscope_amqp::Retries) {
+    let mut names = vec![queue.to_owned(), r.dead_letter_queue().to_owned()];
+    names.extend((1..r.attempts()).map(|n| r.delay_queue(n)));
+    cleanup(
+        conn,
+        &names.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[],
+    )
+    .await;
+}
+
 /// A long-string header value.
 pub fn long(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
