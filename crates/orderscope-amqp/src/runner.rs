@@ -670,7 +670,8 @@ where
     failure
 }
 
-/// An empty set of the futures `start` makes.
+/// An empty set of the futures `start` makes: the settle future's type has no name, so the set's type is
+/// inferred from the closure that makes them.
 fn no_settles<A, F>(_start: &impl Fn(A) -> F) -> FuturesUnordered<F> {
     FuturesUnordered::new()
 }
@@ -826,13 +827,15 @@ impl<F: Future> Future for Guarded<'_, F> {
 /// Settles a handled delivery: ack, or per the retries and the [`RetryPolicy`].
 async fn settle<H>(runtime: &Runtime<H>, handled: Handled) -> TaskResult {
     let Handled {
-        pending,
+        mut pending,
         cx,
         requeue,
         copy,
         error_type,
         shared,
     } = handled;
+    // The handler slot is free once the handler is done, also while a retry copy waits for its confirm.
+    pending.release();
     let Some(error_type) = error_type else {
         let settled = pending.settle(Action::Ack, None).await;
         return TaskResult {

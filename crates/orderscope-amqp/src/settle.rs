@@ -75,8 +75,11 @@ pub(crate) struct Pending {
     shared: Arc<ConsumerShared>,
     error_type: Option<&'static str>,
     settled: bool,
-    /// Counted in `messaging_unsettled_messages`: until the settle is sent.
+    /// Counted in `messaging_unsettled_messages`: until the settle is started (see [`Pending::release`]).
     unsettled: bool,
+    /// The outcome of the ack, nack or reject handed to lapin, not yet answered: a drop from here on
+    /// records it rather than a requeue (lapin sends the frame whatever becomes of its future).
+    sent: Option<SettleOutcome>,
 }
 
 impl fmt::Debug for Pending {
@@ -104,12 +107,23 @@ impl Pending {
             error_type: None,
             settled: false,
             unsettled: true,
+            sent: None,
         }
     }
 
     /// Replaces the context (same span, more values: an order found in the message).
     pub(crate) fn set_context(&mut self, cx: Context) {
         self.cx = cx;
+    }
+
+    /// Frees the delivery's handler slot: no longer counted in `messaging_unsettled_messages`. Called
+    /// when its settle starts — before a retry copy waits for its confirm — and at the latest when it
+    /// is settled or dropped.
+    pub(crate) fn release(&mut self) {
+        if self.unsettled {
+            self.shared.handles.unsettled.decrement(1.0);
+            self.unsettled = false;
+        }
     }
 
     /// Marks the processing as failed: span status ERROR, and `error_type` on the process duration.
@@ -126,9 +140,8 @@ impl Pending {
         outcome: Option<SettleOutcome>,
     ) -> Result<(), SettleError> {
         let outcome = outcome.unwrap_or_else(|| action.default_outcome());
-        // Settled as far as this consumer goes: the broker is told, the handler slot is free.
-        self.shared.handles.unsettled.decrement(1.0);
-        self.unsettled = false;
+        self.release();
+        self.sent = Some(outcome);
         let call_start = Instant::now();
         let result = match action {
             Action::Ack => self.acker.ack(BasicAckOptions::default()).await,
@@ -184,9 +197,19 @@ impl Drop for Pending {
         if self.settled {
             return;
         }
+        self.release();
         let handles = &self.shared.handles;
-        if self.unsettled {
-            handles.unsettled.decrement(1.0);
+        if let Some(outcome) = self.sent {
+            // Dropped while lapin writes the settle: it goes out all the same.
+            handles.record_process(
+                outcome,
+                self.error_type,
+                self.received.elapsed().as_secs_f64(),
+            );
+            let span = self.cx.span();
+            span.set_attribute(KeyValue::new(OUTCOME_ATTRIBUTE, outcome.as_str()));
+            span.end();
+            return;
         }
         handles.record_process(
             SettleOutcome::NackRequeue,

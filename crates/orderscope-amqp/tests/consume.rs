@@ -275,3 +275,41 @@ async fn a_dropped_delivery_is_counted_and_requeued() {
     assert_eq!(m.gauge(UNSETTLED, &base(&queue)), 0.0);
     cleanup(&conn, &[&queue], &[]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_dropped_while_lapin_sends_it_is_recorded_as_the_ack_it_is() {
+    let m = metrics();
+    let conn = connect().await;
+    let queue = unique("dropped-ack");
+    let channel = confirm_channel(&conn).await;
+    declare_queue(&channel, &queue, FieldTable::default()).await;
+    plain_publish(&channel, &queue, BasicProperties::default()).await;
+
+    let consume = consume_channel(&conn, 5).await;
+    let mut consumer = traced_consumer(&consume, &queue).await;
+    let delivery = next(&mut consumer).await;
+    // Polled once (lapin has the ack), then dropped, as when the task running it is cancelled.
+    let mut ack = Box::pin(delivery.ack());
+    let _ = futures_util::FutureExt::now_or_never(ack.as_mut());
+    drop(ack);
+    // Closing the channel requeues what is unacked: the ack reached the broker, nothing is.
+    consume.close(200, "done".into()).await.expect("close");
+    assert_eq!(message_count(&conn, &queue).await, 0);
+
+    let [a, b] = base(&queue);
+    assert_eq!(
+        m.histogram(PROCESS, &[a, b, ("outcome", "ack")]).len(),
+        1,
+        "recorded as the ack it is"
+    );
+    assert!(
+        m.histogram(
+            PROCESS,
+            &[a, b, ("outcome", "nack_requeue"), ("error_type", "dropped")]
+        )
+        .is_empty(),
+        "not as a requeued drop"
+    );
+    assert_eq!(m.gauge(UNSETTLED, &base(&queue)), 0.0);
+    cleanup(&conn, &[&queue], &[]).await;
+}

@@ -18,6 +18,7 @@ use orderscope_context::{OrderContext, WithOrder};
 use tokio::sync::Notify;
 
 const PROCESS: &str = "messaging_process_duration_seconds";
+const UNSETTLED: &str = "messaging_unsettled_messages";
 
 /// A delivery as the handler saw it: payload, attempt, when.
 type Seen = (Vec<u8>, u32, Instant);
@@ -477,14 +478,22 @@ async fn a_retry_copy_waiting_for_its_confirm_holds_up_no_other_message() {
         .expect("connect through the proxy");
     let retry_publisher = publisher(confirm_channel(&proxied).await);
 
+    let m = metrics();
+    let queue_label = queue.clone();
     let good = Arc::new(Mutex::new(0_usize));
+    // `messaging_unsettled_messages` as the last good message's handler sees it.
+    let unsettled_at_last = Arc::new(Mutex::new(None));
     let all_good = Arc::new(Notify::new());
     let handler = {
+        let (queue_label, unsettled_at_last) =
+            (queue_label.clone(), Arc::clone(&unsettled_at_last));
         let (proxy, good, all_good) =
             (Arc::clone(&proxy), Arc::clone(&good), Arc::clone(&all_good));
         move |message: Message| {
             let (proxy, good, all_good) =
                 (Arc::clone(&proxy), Arc::clone(&good), Arc::clone(&all_good));
+            let (queue_label, unsettled_at_last) =
+                (queue_label.clone(), Arc::clone(&unsettled_at_last));
             async move {
                 if message.data() == b"fails" {
                     // From here on, no confirm reaches the retry publisher.
@@ -494,6 +503,13 @@ async fn a_retry_copy_waiting_for_its_confirm_holds_up_no_other_message() {
                 let mut good = good.lock().unwrap();
                 *good += 1;
                 if *good == BEHIND {
+                    *unsettled_at_last.lock().unwrap() = Some(m.gauge(
+                        UNSETTLED,
+                        &[
+                            ("messaging_system", "rabbitmq"),
+                            ("messaging_destination_name", queue_label.as_str()),
+                        ],
+                    ));
                     all_good.notify_one();
                 }
                 Ok(())
@@ -522,6 +538,25 @@ async fn a_retry_copy_waiting_for_its_confirm_holds_up_no_other_message() {
                 good.lock().unwrap()
             )
         });
+    let [a, b] = [
+        ("messaging_system", "rabbitmq"),
+        ("messaging_destination_name", queue.as_str()),
+    ];
+    let retry_settled = || {
+        m.histogram(
+            PROCESS,
+            &[a, b, ("outcome", "retry"), ("error_type", "handler_error")],
+        )
+        .len()
+    };
+    assert_eq!(
+        retry_settled(),
+        0,
+        "the copy was confirmed through the hold"
+    );
+    // Only the last handler's own delivery counts as unsettled: the copy waiting for its confirm
+    // holds no handler slot.
+    assert_eq!(*unsettled_at_last.lock().unwrap(), Some(1.0));
     proxy.hold(false);
     stop.notify_one();
     let report = runner.await.expect("runner task").expect("runner");
@@ -529,6 +564,8 @@ async fn a_retry_copy_waiting_for_its_confirm_holds_up_no_other_message() {
     assert_eq!(report.acked, BEHIND as u64, "{report:?}");
     assert_eq!(report.retried, 1, "{report:?}");
     assert_eq!(report.settle_failed + report.lost_tasks, 0, "{report:?}");
+    assert_eq!(retry_settled(), 1);
+    assert_eq!(m.gauge(UNSETTLED, &[a, b]), 0.0);
     // The copy waits in the first delay queue; the work queue is empty.
     assert_eq!(message_count(&conn, &r.delay_queue(1)).await, 1);
     assert_eq!(message_count(&conn, &queue).await, 0);
