@@ -58,6 +58,11 @@ enum Bound {
 static SDK_PROVIDER: RwLock<Option<opentelemetry_sdk::trace::SdkTracerProvider>> =
     RwLock::new(None);
 
+/// Whether [`SDK_PROVIDER`] was ever set: spans started while no tracer is resolved (no provider
+/// installed at all) then skip its lock.
+#[cfg(feature = "sdk")]
+static SDK_PROVIDER_SET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Gives the SDK tracer provider that is also installed as the global one to [`LateTracer`]s
 /// (feature `sdk`): those that resolve their tracer from now on use `provider` directly, so a
 /// span started with [`LateTracer::start`] is the SDK's own span in the context rather than the
@@ -82,6 +87,7 @@ pub fn set_sdk_tracer_provider(provider: &opentelemetry_sdk::trace::SdkTracerPro
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     *slot = Some(provider.clone());
+    SDK_PROVIDER_SET.store(true, std::sync::atomic::Ordering::Release);
 }
 
 impl fmt::Debug for LateTracer {
@@ -155,7 +161,7 @@ impl LateTracer {
     #[cold]
     fn build_unbound(&self, builder: SpanBuilder, parent: &Context) -> BoxedSpan {
         #[cfg(feature = "sdk")]
-        {
+        if SDK_PROVIDER_SET.load(std::sync::atomic::Ordering::Acquire) {
             let provider = SDK_PROVIDER
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
