@@ -17,7 +17,10 @@
 //!   histogram per operation. The set-up checks that the peer really propagates the trace and the order.
 //!
 //! The orderscope cases run with a real SDK tracer provider (order processor + batch processor with a
-//! discarding exporter) and the Prometheus recorder installed, so every span and metric is really recorded.
+//! discarding exporter) and the Prometheus recorder installed (the catalogue's buckets, upkeep every
+//! second), so every span and metric is really recorded; the peer's subscriber is the global one. The
+//! messages the consume cases read are published by a traced publisher, so they carry a `traceparent`
+//! for the traced consumers to continue.
 
 #![allow(missing_docs)]
 
@@ -44,7 +47,6 @@ use orderscope_testing::{DroppingExporter, OrderSpanProcessor};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
-use tracing_subscriber::layer::SubscriberExt as _;
 
 const PAYLOAD: [u8; 1024] = [b'x'; 1024];
 /// Publishes in flight per iteration of the publish benches (confirms pipelined, as a busy publisher does).
@@ -105,17 +107,6 @@ fn tracer() -> (SdkTracerProvider, BoxedTracer) {
         .build();
     let tracer = BoxedTracer::new(Box::new(provider.tracer("orderscope-amqp")));
     (provider, tracer)
-}
-
-/// The peer stack's subscriber: tracing-opentelemetry's layer over an SDK provider with the batch
-/// processor (and the same discarding exporter) as orderscope's cases.
-fn peer_subscriber() -> (SdkTracerProvider, impl tracing::Subscriber + Send + Sync) {
-    let provider = SdkTracerProvider::builder()
-        .with_span_processor(BatchSpanProcessor::builder(DroppingExporter).build())
-        .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("peer")));
-    (provider, subscriber)
 }
 
 /// One timed batch of bare lapin: [`BATCH`] publishes of `properties` in flight, each awaited to its
@@ -208,28 +199,25 @@ fn publish(c: &mut Criterion, rt: &Runtime, broker: &Broker) {
     });
 
     let peer_channel = rt.block_on(confirm_channel(&broker.conn));
-    let (peer_provider, subscriber) = peer_subscriber();
-    {
-        // The futures run on this thread (`block_on`), where the peer's subscriber is the default.
-        let _subscriber = tracing::subscriber::set_default(subscriber);
-        group.bench_function("publish_confirm_peer_stack", |b| {
-            b.to_async(rt).iter(|| {
-                let (channel, queue) = (&peer_channel, &queue);
-                async move {
-                    let publishes = (0..BATCH).map(|_| peer::publish(channel, queue, &PAYLOAD));
-                    futures_util::future::join_all(publishes).await;
-                }
-                .with_context(peer::order_context())
-            });
+    // Leaked once: a service names its queues with static strings.
+    let peer_queue: &'static str = Box::leak(queue.clone().into_boxed_str());
+    group.bench_function("publish_confirm_peer_stack", |b| {
+        b.to_async(rt).iter(|| {
+            let (channel, queue) = (&peer_channel, peer_queue);
+            async move {
+                let publishes = (0..BATCH).map(|_| peer::publish(channel, queue, &PAYLOAD));
+                futures_util::future::join_all(publishes).await;
+            }
+            .with_context(peer::order_context())
         });
-    }
-    let _ = peer_provider.shutdown();
+    });
     group.finish();
 }
 
 /// A queue and a publisher to refill it (untimed) before each timed batch.
 struct ConsumeSetup {
     filler: TracedChannel,
+    _filler_provider: SdkTracerProvider,
     queue: String,
 }
 
@@ -242,9 +230,17 @@ async fn consume_setup(conn: &Connection, name: &str) -> ConsumeSetup {
         .queue_declare(queue.as_str().into(), QueueDeclareOptions::default(), args)
         .await
         .unwrap();
-    // The filler publishes traced messages for both cases, so both consume identical messages.
-    let filler = TracedChannel::new(confirm_channel(conn).await);
-    ConsumeSetup { filler, queue }
+    // The filler publishes traced messages (a real tracer: the messages carry a `traceparent`) for
+    // every case, so all consume identical messages and the traced ones continue the publisher's trace.
+    let (provider, tracer) = tracer();
+    let filler = TracedChannel::builder(confirm_channel(conn).await)
+        .tracer(tracer)
+        .build();
+    ConsumeSetup {
+        filler,
+        _filler_provider: provider,
+        queue,
+    }
 }
 
 /// A channel with a prefetch of 200 consuming `queue`.
@@ -350,28 +346,24 @@ fn consume(c: &mut Criterion, rt: &Runtime, broker: &Broker) {
         });
     });
     let peer_setup = rt.block_on(consume_setup(&broker.conn, "consume-peer"));
-    let (peer_provider, subscriber) = peer_subscriber();
-    {
-        let _subscriber = tracing::subscriber::set_default(subscriber);
-        group.bench_function("consume_ack_peer_stack", |b| {
-            b.to_async(rt).iter_custom(|iters| {
-                let setup = &peer_setup;
-                async move {
-                    fill(&setup.filler, &setup.queue, iters).await;
-                    let (channel, mut consumer) = consumer(conn, &setup.queue, "peer").await;
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        let delivery = consumer.next().await.unwrap().unwrap();
-                        peer::process_and_ack(delivery, &setup.queue).await;
-                    }
-                    let elapsed = start.elapsed();
-                    channel.close(200, "done".into()).await.unwrap();
-                    elapsed
+    let peer_queue: &'static str = Box::leak(peer_setup.queue.clone().into_boxed_str());
+    group.bench_function("consume_ack_peer_stack", |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            let setup = &peer_setup;
+            async move {
+                fill(&setup.filler, &setup.queue, iters).await;
+                let (channel, mut consumer) = consumer(conn, &setup.queue, "peer").await;
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let delivery = consumer.next().await.unwrap().unwrap();
+                    peer::process_and_ack(delivery, peer_queue).await;
                 }
-            });
+                let elapsed = start.elapsed();
+                channel.close(200, "done".into()).await.unwrap();
+                elapsed
+            }
         });
-    }
-    let _ = peer_provider.shutdown();
+    });
     group.finish();
     rt.block_on(async {
         let channel = broker.conn.create_channel().await.unwrap();
@@ -393,15 +385,26 @@ fn benches(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-    metrics::set_global_recorder(recorder).unwrap();
-    // The peer stack injects and extracts with the global propagator, as its docs show; orderscope's
-    // cases do not read it.
+    // As a service installs them: the catalogue's buckets, histograms drained periodically.
+    let handle = orderscope_metrics::prometheus_builder()
+        .install_recorder()
+        .expect("recorder");
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            handle.run_upkeep();
+        }
+    });
+    // The peer stack injects and extracts with the global propagator and records its spans through
+    // the global subscriber, as their docs show; orderscope's cases read neither.
     peer::install_propagator();
     peer::assert_peer_propagates();
+    let (peer_provider, subscriber) = peer::subscriber();
+    tracing::subscriber::set_global_default(subscriber).expect("subscriber");
     let broker = rt.block_on(broker());
     publish(c, &rt, &broker);
     consume(c, &rt, &broker);
+    let _ = peer_provider.shutdown();
 }
 
 criterion_group! {
