@@ -113,8 +113,14 @@ pub(crate) fn parse_traceparent(value: &str) -> Option<TraceParent> {
     parse_traceparent_bytes(value.as_bytes())
 }
 
+/// Whether a header value may hold `c` as text: visible ASCII, space or tab (what
+/// `http::HeaderValue::to_str` accepts).
+fn is_header_text(c: u8) -> bool {
+    c == b'\t' || (b' '..=b'~').contains(&c)
+}
+
 /// Parses a `traceparent` of the exact W3C shape from raw header bytes (a value it accepts is
-/// visible ASCII).
+/// header text: its fixed part visible ASCII, a later version's further fields [`is_header_text`]).
 ///
 /// Version `00` must be exactly 55 characters; a later version (`01`–`fe`) may carry further
 /// `-`-separated fields after the first four. Version `ff`, upper-case hex, all-zero ids and
@@ -126,13 +132,10 @@ pub(crate) fn parse_traceparent_bytes(value: &[u8]) -> Option<TraceParent> {
     match version {
         0xff => return None,
         0 if b.len() != TRACEPARENT_LEN => return None,
-        // A later version's further fields: after a `-`, and of the characters a header value may
-        // hold as text (visible ASCII, space, tab), as the fixed part is.
+        // A later version's further fields: after a `-`, and header text, as the fixed part is.
         _ if b.len() > TRACEPARENT_LEN
             && (b[TRACEPARENT_LEN] != b'-'
-                || !b[TRACEPARENT_LEN..]
-                    .iter()
-                    .all(|&c| c == b'\t' || (b' '..=b'~').contains(&c))) =>
+                || !b[TRACEPARENT_LEN..].iter().copied().all(is_header_text)) =>
         {
             return None;
         }
