@@ -92,29 +92,29 @@ fn exporter_variables_reach_the_collector() {
 
 /// Starts this test binary again, running only this test, with the case's variables.
 fn run_child(case: &Case, endpoint: &str) {
+    let mut envs = vec![(CASE, case.name), ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)];
+    envs.extend(case.vars.iter().copied());
+    run_test_in_child("exporter_variables_reach_the_collector", &envs);
+}
+
+/// Starts this test binary again, running only `test`, with no `OTEL_*` variable of the
+/// environment this test runs in, only `envs`; asserts the child passed.
+fn run_test_in_child(test: &str, envs: &[(&str, &str)]) {
     let exe = std::env::current_exe().expect("the test binary's path");
     let mut command = Command::new(exe);
-    command.args([
-        "--exact",
-        "exporter_variables_reach_the_collector",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    // Nothing of the environment this test runs in: only the case's variables.
+    command.args(["--exact", test, "--nocapture", "--test-threads=1"]);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("OTEL_") {
             command.env_remove(name);
         }
     }
-    command
-        .env(CASE, case.name)
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
-        .envs(case.vars.iter().copied());
-    let output = command.output().expect("the child process runs");
+    let output = command
+        .envs(envs.iter().copied())
+        .output()
+        .expect("the child process runs");
     assert!(
         output.status.success(),
-        "case {}: {}\n--- stdout\n{}\n--- stderr\n{}",
-        case.name,
+        "{test} with {envs:?}: {}\n--- stdout\n{}\n--- stderr\n{}",
         output.status,
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
@@ -208,29 +208,11 @@ fn a_timeout_variable_bounds_each_http_request() {
         );
         return;
     }
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let mut command = Command::new(exe);
-    command.args([
-        "--exact",
+    run_test_in_child(
         "a_timeout_variable_bounds_each_http_request",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("OTEL_") {
-            command.env_remove(name);
-        }
-    }
-    let output = command
-        .env(SILENT, common::silent_collector())
-        .env("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "300")
-        .output()
-        .expect("the child process runs");
-    assert!(
-        output.status.success(),
-        "{}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        &[
+            (SILENT, &common::silent_collector()),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "300"),
+        ],
     );
 }
