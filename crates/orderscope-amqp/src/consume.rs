@@ -21,7 +21,7 @@ use orderscope_context::LateTracer;
 use orderscope_context::{OrderContext, Propagation};
 
 use crate::attempt::{Attempt, PREVIOUS_ATTEMPT_HEADER, as_u64};
-use crate::instruments::{ConsumeHandles, Route};
+use crate::instruments::{ConsumeHandles, MAX_ROUTES, Route};
 use crate::publish::PUBLISHED_AT_MS_HEADER;
 use crate::settle::Pending;
 
@@ -111,31 +111,35 @@ pub struct TracedConsumer {
     inner: Consumer,
     shared: Arc<ConsumerShared>,
     prefetch: Prefetch,
-    route: LastRoute,
+    route: SeenRoutes,
 }
 
-/// The [`Route`] of the last exchange and routing key a consumer saw: its messages mostly arrive the same
-/// way, so the attribute strings are built once and shared by the spans, not copied per message.
+/// The [`Route`]s of the exchanges and routing keys a consumer saw, up to [`MAX_ROUTES`]: its messages
+/// arrive by a few ways (a topic binding's keys, say), so the attribute strings are built once per way and
+/// shared by the spans, not copied per message. Past the limit, the last entry is rebuilt as needed.
 #[derive(Debug, Default)]
-struct LastRoute {
-    exchange: String,
-    route: Option<Route>,
-}
+struct SeenRoutes(Vec<(String, Route)>);
 
-impl LastRoute {
-    /// The attributes of a delivery from `exchange` with `routing_key`, built again when they changed.
+impl SeenRoutes {
+    /// The attributes of a delivery from `exchange` with `routing_key`.
     fn get(&mut self, exchange: &str, routing_key: &str, queue: &str) -> &Route {
-        let hit = self.exchange == exchange
-            && self
-                .route
-                .as_ref()
-                .is_some_and(|route| route.routing_key() == routing_key);
-        if !hit {
-            exchange.clone_into(&mut self.exchange);
-            self.route = None;
-        }
-        self.route
-            .get_or_insert_with(|| Route::consumed(exchange, routing_key, queue))
+        let seen = self
+            .0
+            .iter()
+            .position(|(e, route)| e == exchange && route.routing_key() == routing_key);
+        let index = seen.unwrap_or_else(|| {
+            let entry = (
+                exchange.to_owned(),
+                Route::consumed(exchange, routing_key, queue),
+            );
+            if self.0.len() < MAX_ROUTES {
+                self.0.push(entry);
+            } else {
+                self.0[MAX_ROUTES - 1] = entry;
+            }
+            self.0.len() - 1
+        });
+        &self.0[index].1
     }
 }
 
@@ -284,7 +288,7 @@ impl TracedConsumer {
             inner: consumer,
             prefetch: Prefetch::new(prefetch, &shared),
             shared,
-            route: LastRoute::default(),
+            route: SeenRoutes::default(),
         }
     }
 
@@ -496,7 +500,7 @@ impl std::ops::DerefMut for TracedDelivery {
 }
 
 impl TracedDelivery {
-    fn new(delivery: Delivery, shared: &Arc<ConsumerShared>, route: &mut LastRoute) -> Self {
+    fn new(delivery: Delivery, shared: &Arc<ConsumerShared>, route: &mut SeenRoutes) -> Self {
         let received = Instant::now();
         let handles = &shared.handles;
         handles.consumed.increment(1);
@@ -700,7 +704,7 @@ mod tests {
                 route.routing_key_attribute().map(StringValue::as_str),
             )
         }
-        let mut last = LastRoute::default();
+        let mut last = SeenRoutes::default();
         let a = last.get("orders", "order.created", "billing");
         assert_eq!(
             attributes(a),
@@ -717,6 +721,12 @@ mod tests {
         assert_eq!(
             attributes(c),
             ("orders:order.paid:billing", Some("order.paid"))
+        );
+        // A key seen before is not built again, whatever came between.
+        let again = last.get("orders", "order.created", "billing");
+        assert!(
+            std::ptr::eq(a, again.destination.as_str()),
+            "built again after another route"
         );
         // The default exchange: the routing key is the queue, named once.
         let d = last.get("", "billing", "billing");
