@@ -718,9 +718,28 @@ struct Handled {
     requeue: bool,
     /// Boxed: only with retries, and it would double the size of every settle future.
     copy: Option<Box<Copy>>,
-    /// `None` when the handler succeeded, else `handler_error` or `panic`.
-    error_type: Option<&'static str>,
+    /// `None` when the handler succeeded.
+    failure: Option<Failure>,
     shared: Arc<crate::consume::ConsumerShared>,
+}
+
+/// How a handler failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    /// It returned an error.
+    HandlerError,
+    /// It panicked.
+    Panic,
+}
+
+impl Failure {
+    /// The `error_type` label value and dead-letter cause.
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::HandlerError => "handler_error",
+            Self::Panic => "panic",
+        }
+    }
 }
 
 /// Runs the handler over `delivery` (its context attached, panics caught); a failure is logged and
@@ -768,7 +787,7 @@ where
         }
     };
     let queue = shared.queue.as_str();
-    let error_type = match result {
+    let failure = match result {
         Ok(Ok(())) => None,
         Ok(Err(error)) => {
             let description = error.to_string();
@@ -776,8 +795,8 @@ where
                 let _guard = cx.clone().attach();
                 tracing::warn!(queue, error = %description, "message handler failed");
             }
-            pending.record_error("handler_error", description);
-            Some("handler_error")
+            pending.record_error(Failure::HandlerError.as_str(), description);
+            Some(Failure::HandlerError)
         }
         Err(panic) => {
             let description = panic_message(panic.as_ref());
@@ -785,8 +804,11 @@ where
                 let _guard = cx.clone().attach();
                 tracing::error!(queue, panic = %description, "message handler panicked");
             }
-            pending.record_error("panic", format!("handler panicked: {description}"));
-            Some("panic")
+            pending.record_error(
+                Failure::Panic.as_str(),
+                format!("handler panicked: {description}"),
+            );
+            Some(Failure::Panic)
         }
     };
     Handled {
@@ -794,7 +816,7 @@ where
         cx,
         requeue,
         copy,
-        error_type,
+        failure,
         shared,
     }
 }
@@ -831,12 +853,12 @@ async fn settle<H>(runtime: &Runtime<H>, handled: Handled) -> TaskResult {
         cx,
         requeue,
         copy,
-        error_type,
+        failure,
         shared,
     } = handled;
     // The handler slot is free once the handler is done, also while a retry copy waits for its confirm.
     pending.release();
-    let Some(error_type) = error_type else {
+    let Some(failure) = failure else {
         let settled = pending.settle(Action::Ack, None).await;
         return TaskResult {
             fate: Fate::Acked,
@@ -845,6 +867,7 @@ async fn settle<H>(runtime: &Runtime<H>, handled: Handled) -> TaskResult {
             settle_failed: settled.is_err(),
         };
     };
+    let error_type = failure.as_str();
     let queue = shared.queue.as_str();
     let (fate, settled) = match (&runtime.retries, copy) {
         (Some((retries, publisher)), Some(copy)) => {
@@ -883,8 +906,8 @@ async fn settle<H>(runtime: &Runtime<H>, handled: Handled) -> TaskResult {
     };
     TaskResult {
         fate,
-        failed: error_type == "handler_error",
-        panicked: error_type == "panic",
+        failed: failure == Failure::HandlerError,
+        panicked: failure == Failure::Panic,
         settle_failed: settled.is_err(),
     }
 }
